@@ -1,0 +1,272 @@
+"""Agent console: login, the console page, its JSON API and live WebSocket (docs/console-api.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from adapters.session import COOKIE, CSRF_HEADER, CSRF_VALUE, Sessions, error, json_body
+from adapters.wsutil import send_json
+from bot.auth import Agent, AuthError, list_agents, login, logout, update_agent
+from bot.config import Settings
+from bot.engine import ConversationEngine
+from bot.handoff import HandoffDesk
+from bot.knowledge import to_record
+from bot.norms import check
+from bot.storage.base import ConversationStore
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "console_static"
+MAX_TEXT = 4000
+CANNED_TEMPLATES = ("greeting", "agitated", "thanks", "goodbye", "fallback", "wait_update")
+
+
+class ConsoleChannel:
+    def __init__(self, settings: Settings, store: Callable[[], ConversationStore],
+                 engine: Callable[[], ConversationEngine]) -> None:
+        self._settings = settings
+        self._store = store
+        self._engine = engine
+        self._sockets: dict[web.WebSocketResponse, tuple[Agent, set[str]]] = {}
+        self._sessions = Sessions(settings.secrets.secret_key, store)
+
+    @property
+    def _secret(self) -> str:
+        return self._settings.secrets.secret_key
+
+    @property
+    def _desk(self) -> HandoffDesk:
+        return self._engine().desk
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        conv = "/api/console/conversations/{id}"
+        return [
+            web.get("/console", self.page),
+            web.static("/static/console", STATIC_DIR),
+            web.post("/api/auth/login", self.login),
+            web.post("/api/auth/logout", self.logout),
+            web.get("/api/auth/me", self._sessions.guard(self.me)),
+            web.get("/api/console/strings", self.strings),
+            web.get("/api/console/queue", self._sessions.guard(self.queue)),
+            web.get("/api/console/conversations", self._sessions.guard(self.mine)),
+            web.get(conv, self._sessions.guard(self.detail)),
+            web.post(conv + "/claim", self._sessions.guard(self.claim)),
+            web.post(conv + "/reply", self._sessions.guard(self.reply)),
+            web.post(conv + "/note", self._sessions.guard(self.note)),
+            web.post(conv + "/transfer", self._sessions.guard(self.transfer)),
+            web.post(conv + "/release", self._sessions.guard(self.release)),
+            web.post(conv + "/close", self._sessions.guard(self.close)),
+            web.post(conv + "/typing", self._sessions.guard(self.typing)),
+            web.post("/api/console/status", self._sessions.guard(self.status)),
+            web.get("/api/console/agents", self._sessions.guard(self.agents)),
+            web.get("/api/console/canned", self._sessions.guard(self.canned)),
+            web.post("/api/console/check", self._sessions.guard(self.check)),
+            web.get("/ws/console", self.socket),
+        ]
+
+    # -- auth ---------------------------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+            return error(403, "csrf_header_missing")
+        body = await json_body(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or len(password) > 1024:
+            return error(400, "bad_request")
+        try:
+            agent, token = await login(self._store(), self._secret, username.strip().lower(), password)
+        except AuthError as exc:
+            if str(exc) == "too_many_attempts":
+                return web.json_response({"error": "too_many_attempts", "retry_after": 900}, status=429)
+            return error(401, "invalid_credentials")
+        response = web.json_response(agent.public())
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                            secure=request.secure, max_age=12 * 3600)
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        await logout(self._store(), self._secret, request.cookies.get(COOKIE))
+        response = web.Response(status=204)
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    async def me(self, request: web.Request, agent: Agent) -> web.Response:
+        return web.json_response(agent.public())
+
+    # -- pages and strings -------------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "console.html")
+
+    async def strings(self, request: web.Request) -> web.Response:
+        lang = _lang(request.query.get("lang"))
+        path = self._settings.path("reply_templates") / lang / "console.json"
+        return web.json_response(json.loads(path.read_text(encoding="utf-8")))
+
+    # -- queue and conversations -------------------------------------------------------------------
+
+    async def queue(self, request: web.Request, agent: Agent) -> web.Response:
+        return web.json_response({"items": await self._desk.queue()})
+
+    async def mine(self, request: web.Request, agent: Agent) -> web.Response:
+        return web.json_response({"items": await self._desk.conversations_of(agent)})
+
+    async def detail(self, request: web.Request, agent: Agent) -> web.Response:
+        notes_private = self._settings.handoff.notes_private
+        return web.json_response(await self._desk.detail(request.match_info["id"], agent,
+                                                         notes_private=notes_private))
+
+    async def claim(self, request: web.Request, agent: Agent) -> web.Response:
+        await self._desk.claim(request.match_info["id"], agent)
+        return web.json_response({"ok": True})
+
+    async def reply(self, request: web.Request, agent: Agent) -> web.Response:
+        text = _text(await json_body(request))
+        warnings = await self._desk.reply(request.match_info["id"], agent, text)
+        return web.json_response({"warnings": [{"code": v.code, "detail": v.detail} for v in warnings]})
+
+    async def note(self, request: web.Request, agent: Agent) -> web.Response:
+        await self._desk.note(request.match_info["id"], agent, _text(await json_body(request)))
+        return web.json_response({"ok": True})
+
+    async def transfer(self, request: web.Request, agent: Agent) -> web.Response:
+        to = (await json_body(request)).get("to")
+        if not isinstance(to, str):
+            return error(400, "bad_request")
+        await self._desk.transfer(request.match_info["id"], agent, to)
+        return web.json_response({"ok": True})
+
+    async def release(self, request: web.Request, agent: Agent) -> web.Response:
+        await self._desk.release(request.match_info["id"], agent)
+        return web.json_response({"ok": True})
+
+    async def close(self, request: web.Request, agent: Agent) -> web.Response:
+        body = await json_body(request)
+        resolved, category = body.get("resolved"), body.get("category")
+        if not isinstance(resolved, bool) or not (category is None or isinstance(category, str)):
+            return error(400, "bad_request")
+        await self._desk.close(request.match_info["id"], agent, resolved=resolved, category=category)
+        return web.json_response({"ok": True})
+
+    async def typing(self, request: web.Request, agent: Agent) -> web.Response:
+        on = (await json_body(request)).get("on")
+        if not isinstance(on, bool):
+            return error(400, "bad_request")
+        await self._desk.typing(request.match_info["id"], agent, on)
+        return web.Response(status=204)
+
+    async def status(self, request: web.Request, agent: Agent) -> web.Response:
+        status = (await json_body(request)).get("status")
+        if status not in ("online", "away"):
+            return error(400, "bad_request")
+        updated = await update_agent(self._store(), agent.username, status=status)
+        return web.json_response(updated.public())
+
+    async def agents(self, request: web.Request, agent: Agent) -> web.Response:
+        items = [{**a.public(), "active": not a.disabled} for a in await list_agents(self._store())]
+        return web.json_response({"items": items})
+
+    async def canned(self, request: web.Request, agent: Agent) -> web.Response:
+        lang = _lang(request.query.get("lang"))
+        query = request.query.get("q", "").strip()[:200]
+        engine = self._engine()
+        items: list[dict[str, Any]] = []
+        for name in CANNED_TEMPLATES:
+            context = engine.renderer.sample_context(name, lang)
+            items.append({"title": name, "text": engine.renderer.render(name, lang, **context),
+                          "source": "template", "id": name})
+        if query:
+            for candidate in engine.matcher.rank(query, lang=lang, k=5):
+                entry = engine.entry(candidate.entry_id)
+                if entry is not None:
+                    record = to_record(entry)
+                    items.append({"title": record["question"], "text": record["answer"], "source": "faq",
+                                  "id": entry.id})
+            items = [i for i in items if i["source"] == "faq" or query in i["text"]]
+        return web.json_response({"items": items})
+
+    async def check(self, request: web.Request, agent: Agent) -> web.Response:
+        body = await json_body(request)
+        lang = _lang(body.get("lang"))
+        text = body.get("text")
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            return error(400, "bad_request")
+        warnings = [v for v in check(text, lang) if v.code != "no_courtesy" or len(text) > 30] if text else []
+        return web.json_response({"warnings": [{"code": v.code, "detail": v.detail} for v in warnings]})
+
+    # -- live updates ------------------------------------------------------------------------------
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        agent = await self._sessions.current(request)
+        if agent is None:
+            raise web.HTTPUnauthorized(text="login required")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise web.HTTPForbidden(text="origin not allowed")
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=16 * 1024)
+        await ws.prepare(request)
+        self._sockets[ws] = (agent, set())
+        try:
+            await send_json(ws, {"type": "queue", "items": await self._desk.queue()})
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(frame.data)
+                except ValueError:
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                if data.get("type") == "ping":
+                    await send_json(ws, {"type": "pong"})
+                elif data.get("type") == "watch" and isinstance(data.get("conversation_id"), str):
+                    self._sockets[ws][1].add(data["conversation_id"])
+        finally:
+            self._sockets.pop(ws, None)
+        return ws
+
+    async def on_bus(self, payload: dict[str, Any]) -> None:
+        """A console event from any worker: forward it to the consoles this worker holds."""
+        if not self._sockets:
+            return
+        kind = payload.get("kind")
+        if kind == "queue":
+            frame: dict[str, Any] = {"type": "queue", "items": await self._desk.queue()}
+            targets = list(self._sockets)
+        elif kind == "message":
+            conv = payload["conversation_id"]
+            frame = {"type": "message", "conversation_id": conv, "item": payload["item"]}
+            targets = [ws for ws, (_, watched) in self._sockets.items() if conv in watched]
+            if payload["item"].get("note") and self._settings.handoff.notes_private:
+                author = payload["item"].get("agent")
+                targets = [ws for ws in targets if self._sockets[ws][0].username == author
+                           or self._sockets[ws][0].role == "admin"]
+        elif kind in ("conversation", "alert", "typing"):
+            frame = {"type": kind, **{k: v for k, v in payload.items() if k != "kind"}}
+            targets = list(self._sockets)
+        else:
+            return
+        for ws in targets:
+            await send_json(ws, frame)
+
+    async def close_all(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+
+def _text(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_text"}), content_type="application/json")
+    return text
+
+
+def _lang(value: object) -> str:
+    return value if isinstance(value, str) and value in ("zh", "en") else "zh"

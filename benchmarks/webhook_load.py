@@ -1,0 +1,130 @@
+"""WeChat webhook load: concurrent senders posting signed text messages to the callback URL.
+
+Runs, in one go, the real bot (WeChat channel on, plain mode, SQLite or Redis) and a minimal aiohttp server
+that checks the signature, parses the XML and returns a fixed reply, each in its own process; prints
+requests per second and p50/p99 for both, plus the ratio. Loopback only; bounded in count and time.
+
+    .venv/bin/python benchmarks/webhook_load.py --senders 50 --requests 2000 [--setups sqlite1,redis1,redis2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from servers import WECHAT_TOKEN, flush_prefix, start_bot, start_script, stop, wait_port
+
+QUESTIONS = ["可以开发票吗", "七天无理由退货怎么申请", "退货运费谁出", "多久发货", "保修多久", "安装收费吗",
+             "优惠券怎么用", "退款多久到账", "沙发可以上门安装吗", "发票抬头写错了怎么办"]
+
+MINIMAL_SERVER = r"""
+import hashlib, hmac, os, sys, time
+from xml.etree import ElementTree
+from aiohttp import web
+
+TOKEN = os.environ["TOKEN"]
+
+async def callback(request):
+    q = request.query
+    expected = hashlib.sha1("".join(sorted([TOKEN, q["timestamp"], q["nonce"]])).encode()).hexdigest()
+    if not hmac.compare_digest(expected, q.get("signature", "")):
+        raise web.HTTPForbidden()
+    body = await request.read()
+    if b"<!DOCTYPE" in body:
+        raise web.HTTPBadRequest()
+    root = ElementTree.fromstring(body)
+    to_user, from_user = root.findtext("FromUserName"), root.findtext("ToUserName")
+    xml = (f"<xml><ToUserName><![CDATA[{to_user}]]></ToUserName><FromUserName><![CDATA[{from_user}]]>"
+           f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+           f"<Content><![CDATA[fixed reply]]></Content></xml>")
+    return web.Response(text=xml, content_type="application/xml")
+
+app = web.Application()
+app.router.add_post("/wechat", callback)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def signed_query() -> dict[str, str]:
+    timestamp, nonce = str(int(time.time())), os.urandom(4).hex()
+    signature = hashlib.sha1("".join(sorted([WECHAT_TOKEN, timestamp, nonce])).encode()).hexdigest()
+    return {"signature": signature, "timestamp": timestamp, "nonce": nonce, "openid": "bench"}
+
+
+def message(openid: str, msg_id: int, text: str) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>").encode()
+
+
+async def load(url: str, senders: int, total: int) -> dict[str, float]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+    failures = 0
+
+    async def sender(session: aiohttp.ClientSession, index: int) -> None:
+        nonlocal failures
+        for n in counter:
+            body = message(f"o{index:04d}", 10_000_000 + n, QUESTIONS[n % len(QUESTIONS)])
+            start = time.perf_counter()
+            async with session.post(url, params=signed_query(), data=body) as resp:
+                await resp.read()
+                failures += resp.status != 200
+            latencies.append(time.perf_counter() - start)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        start = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(sender(session, i) for i in range(senders))), 600)
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"requests": len(latencies), "failures": failures, "seconds": elapsed,
+            "per_second": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--setups", default="sqlite1", help="comma list of sqlite1, redis1, redis2")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        minimal = start_script(MINIMAL_SERVER, 18191)
+        try:
+            wait_port(18191)
+            results["minimal"] = asyncio.run(load("http://127.0.0.1:18191/wechat", args.senders, args.requests))
+        finally:
+            stop(minimal)
+        for i, setup in enumerate(args.setups.split(",")):
+            port = 18192 + i
+            store = redis_url if setup.startswith("redis") else None
+            bot = start_bot(port, Path(tmp) / setup, store_url=store, workers=int(setup[-1]), wechat=True)
+            try:
+                wait_port(port)
+                time.sleep(1.5)
+                results[setup] = asyncio.run(load(f"http://127.0.0.1:{port}/wechat", args.senders, args.requests))
+            finally:
+                stop(bot)
+                if store:
+                    flush_prefix(store, f"kefu-bench-{port}:")
+    print(f"webhook: {args.senders} concurrent senders, {args.requests} requests")
+    for name, r in results.items():
+        ratio = r["per_second"] / results["minimal"]["per_second"]
+        print(f"  {name:8s} {r['per_second']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
+              f"   failures {r['failures']:.0f}   {ratio:6.1%} of minimal")
+    print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""A conversation's current state as a fold over its event log (architecture.md: the log is the truth)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bot.models import Event
+from bot.storage.base import ConversationStore
+
+# Event types. Adding one means teaching `apply` (and the figures) about it.
+CUSTOMER_MESSAGE = "customer_message"
+BOT_REPLY = "bot_reply"
+AGENT_MESSAGE = "agent_message"
+HANDOFF_REQUESTED = "handoff_requested"
+COMPLAINT = "complaint"
+EMOTION = "emotion"
+FLOW = "flow"
+TICKET_CREATED = "ticket_created"
+QUEUED = "queued"
+HANDOFF_CANCELLED = "handoff_cancelled"
+AGENT_JOINED = "agent_joined"
+INTERNAL_NOTE = "internal_note"
+TRANSFERRED = "transferred"
+RELEASED = "released"
+CLOSED = "closed"
+RATING = "rating"
+VISIT_RESULT = "visit_result"
+FOLLOWUP_SENT = "followup_sent"
+
+
+def conversation_id(channel: str, customer_id: str) -> str:
+    return f"{channel}:{customer_id}"
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    seq: int = 0
+    status: str = "bot"
+    lang: str | None = None
+    traditional: bool = False
+    greeted: bool = False
+    pending_choices: tuple[str, ...] = ()
+    fallback_streak: int = 0
+    clarify_declines: int = 0
+    flow: dict[str, Any] | None = None
+    last_customer_at: datetime | None = None
+    episode_messages: int = 0
+    handoff_requests: int = 0
+    complaints: tuple[str, ...] = field(default_factory=tuple)
+    agent: str | None = None
+    priority: str | None = None
+    handoff_reason: str | None = None
+    waiting_since: datetime | None = None
+    last_agent_at: datetime | None = None
+    awaiting: str | None = None  # a sent survey or follow-up visit the customer may answer
+
+
+def fold(events: Iterable[Event], state: ConversationState | None = None) -> ConversationState:
+    """Apply events in order to `state` (a fresh one when None)."""
+    s = state or ConversationState()
+    for event in events:
+        s = apply(s, event)
+    return s
+
+
+def apply(s: ConversationState, e: Event) -> ConversationState:
+    d = e.data
+    s = replace(s, seq=e.seq)
+    if e.type == CUSTOMER_MESSAGE:
+        reopened = s.status == "closed"
+        waiting = s.waiting_since
+        if s.status == "agent" and (waiting is None or (s.last_agent_at and waiting < s.last_agent_at)):
+            waiting = e.at  # the customer now waits for the agent's answer
+        return replace(
+            s,
+            lang=d.get("lang") or s.lang,
+            traditional=d.get("traditional", s.traditional),
+            last_customer_at=e.at,
+            episode_messages=s.episode_messages + 1,
+            status="bot" if reopened else s.status,
+            waiting_since=waiting,
+            awaiting=None,  # the engine read it from the state before this message
+        )
+    if e.type == BOT_REPLY:
+        decision = d.get("decision")
+        return replace(
+            s,
+            greeted=True,
+            pending_choices=tuple(d.get("choices", ())),
+            fallback_streak=s.fallback_streak + 1 if decision == "fallback" else 0,
+            clarify_declines=s.clarify_declines + (1 if d.get("intent") == "clarify_declined" else 0),
+        )
+    if e.type == HANDOFF_REQUESTED:
+        return replace(s, handoff_requests=s.handoff_requests + 1, handoff_reason=d.get("reason"))
+    if e.type == QUEUED:
+        return replace(s, status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None,
+                       pending_choices=())
+    if e.type == HANDOFF_CANCELLED:
+        return replace(s, status="bot", waiting_since=None)
+    if e.type == AGENT_JOINED:
+        return replace(s, status="agent", agent=d.get("agent"), last_agent_at=e.at)
+    if e.type == TRANSFERRED:
+        return replace(s, agent=d.get("to"))
+    if e.type == AGENT_MESSAGE:
+        return replace(s, last_agent_at=e.at, waiting_since=None)
+    if e.type == RELEASED:
+        return replace(s, status="bot", agent=None, waiting_since=None, fallback_streak=0, clarify_declines=0)
+    if e.type == COMPLAINT:
+        return replace(s, complaints=(*s.complaints, d.get("severity", "general")))
+    if e.type == FLOW:
+        return replace(s, flow=d.get("state"))
+    if e.type == FOLLOWUP_SENT and d.get("kind") in ("survey", "complaint_visit"):
+        return replace(s, awaiting=d["kind"])
+    if e.type in (RATING, VISIT_RESULT):
+        return replace(s, awaiting=None)
+    if e.type == CLOSED:
+        return ConversationState(seq=e.seq, status="closed", lang=s.lang, traditional=s.traditional,
+                                 last_customer_at=s.last_customer_at)
+    return s
+
+
+class StateCache:
+    """Conversation states folded incrementally: only events newer than the cached state are read.
+
+    The store stays the truth (another worker may have appended), so every get() asks it for newer events.
+    """
+
+    def __init__(self, store: ConversationStore, *, size: int = 10_000) -> None:
+        self._store = store
+        self._size = size
+        self._states: OrderedDict[str, ConversationState] = OrderedDict()
+
+    async def get(self, conversation_id: str) -> ConversationState:
+        cached = self._states.get(conversation_id)
+        newer = await self._store.events(conversation_id, after_seq=cached.seq if cached else 0)
+        state = fold(newer, cached)
+        self.put(conversation_id, state)
+        return state
+
+    def put(self, conversation_id: str, state: ConversationState) -> None:
+        self._states[conversation_id] = state
+        self._states.move_to_end(conversation_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)

@@ -1,0 +1,45 @@
+"""Routes pushes (agent replies, notices, follow-ups) to the customer's channel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+from bot.models import Reply
+from bot.outbox import Outbox
+from bot.storage.base import ConversationStore
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TOPIC = "deliver"
+
+
+class Delivery:
+    def __init__(self, outboxes: Mapping[str, Outbox]) -> None:
+        self._outboxes = dict(outboxes)
+
+    async def send(self, conversation_id: str, replies: Sequence[Reply]) -> bool:
+        """Push replies to the conversation's customer; False when the channel cannot reach them now."""
+        channel, _, customer = conversation_id.partition(":")
+        outbox = self._outboxes.get(channel)
+        if outbox is None:
+            logger.warning("no outbox for channel %s: %d replies not pushed", channel, len(replies))
+            return False
+        return await outbox.deliver(customer, replies)
+
+
+class BusOutbox:
+    """For channels whose customer sockets may live on any worker: publish, and the holder delivers."""
+
+    def __init__(self, store: ConversationStore, channel: str) -> None:
+        self._store = store
+        self._channel = channel
+
+    async def deliver(self, customer_id: str, replies: Sequence[Reply]) -> bool:
+        await self._store.publish(DELIVER_TOPIC, {
+            "channel": self._channel,
+            "customer_id": customer_id,
+            "replies": [asdict(r) for r in replies],
+        })
+        return True

@@ -1,0 +1,491 @@
+"""The per-message decision: rule intents, then the FAQ; every turn appended to the conversation log.
+
+Plain Python: no aiohttp, no concrete store. One message at a time per conversation (a keyed lock), and a
+message carrying a channel message id is processed once: a retry gets the stored replies back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bot import conversation as ev
+from bot.clock import Clock
+from bot.config import HandoffSettings, ShopSettings, parse_hours
+from bot.conversation import ConversationState, StateCache, conversation_id, fold
+from bot.flows import LeaveMessageFlow, ReturnFlow
+from bot.followups import Followups, parse_rating
+from bot.handoff import HandoffDesk, rank
+from bot.intents import IntentRules
+from bot.locks import KeyedLock
+from bot.matcher import Matcher, MatchResult
+from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
+from bot.normalize import Normalizer, detect_lang, is_traditional, to_simplified, to_traditional
+from bot.orders import OrderProvider
+from bot.replies import ReplyRenderer
+from bot.storage.base import ConversationStore
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 2000
+DEDUP_WAIT = 4.0  # seconds a repeat waits for the first delivery's replies (WeChat gives up after 5)
+DEDUP_POLL = 0.05
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
+_PICK = re.compile(r"^\s*(?:第\s*)?([1-9])\s*(?:个|号|条|项|\.|、)?\s*$")
+_MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
+
+
+@dataclass
+class Turn:
+    """What one incoming message produced: log events and replies, written together."""
+
+    conversation_id: str
+    clock: Clock
+    events: list[Event] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    queue_rank: float | None = None
+    handoff_cancelled: bool = False
+
+    def record(self, type_: str, **data: Any) -> None:
+        self.events.append(Event(self.conversation_id, type_, self.clock.now(), data))
+
+    def say(self, reply: Reply, **data: Any) -> None:
+        self.replies.append(reply)
+        self.record(
+            ev.BOT_REPLY,
+            text=reply.text,
+            suggestions=[asdict(s) for s in reply.suggestions],
+            **data,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    replies: list[Reply]
+    duplicate: bool
+
+
+class ConversationEngine:
+    def __init__(
+        self,
+        *,
+        shop: ShopSettings,
+        handoff: HandoffSettings,
+        store: ConversationStore,
+        matcher: Matcher,
+        normalizer: Normalizer,
+        entries: Mapping[str, FaqEntry],
+        renderer: ReplyRenderer,
+        rules: IntentRules,
+        orders: OrderProvider,
+        clock: Clock,
+        desk: HandoffDesk,
+        followups: Followups,
+        locks: KeyedLock,
+        states: StateCache,
+        dedup_ttl_seconds: float = 86400,
+    ) -> None:
+        self._shop = shop
+        self._handoff = handoff
+        self._store = store
+        self.matcher = matcher
+        self.normalizer = normalizer
+        self._entries = dict(entries)
+        self.renderer = renderer
+        self._rules = rules
+        self._orders = orders
+        self.clock = clock
+        self._dedup_ttl = dedup_ttl_seconds
+        self._locks = locks
+        self.desk = desk
+        self.followups = followups
+        self._open_hours = parse_hours("shop.business_hours", shop.business_hours)
+        self._states = states
+        self._order_re = re.compile(rf"(?<![0-9A-Za-z])({shop.order_number_pattern})(?![0-9A-Za-z])", re.I)
+        self._flow = ReturnFlow(self._order_re, rules, orders, store, renderer, clock)
+        self._leave_message = LeaveMessageFlow(rules, store, clock)
+
+    # -- knowledge base -------------------------------------------------------------------------
+
+    def entry(self, entry_id: str) -> FaqEntry | None:
+        return self._entries.get(entry_id)
+
+    def entries(self) -> list[FaqEntry]:
+        return list(self._entries.values())
+
+    def upsert_entry(self, entry: FaqEntry) -> None:
+        """Take an edited entry into effect at once (matcher updated incrementally)."""
+        self._entries[entry.id] = entry
+        if entry.enabled:
+            self.matcher.upsert(entry)
+        else:
+            self.matcher.remove(entry.id)
+
+    def remove_entry(self, entry_id: str) -> None:
+        self._entries.pop(entry_id, None)
+        self.matcher.remove(entry_id)
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    async def handle(self, msg: IncomingMessage) -> list[Reply]:
+        """Replies to one customer message; a repeated channel message id gets the first replies again."""
+        return (await self.receive(msg)).replies
+
+    async def receive(self, msg: IncomingMessage) -> Outcome:
+        """Like handle, and says whether the message was a repeat already processed.
+
+        A message with a channel id is claimed in the store first, so a retry that reaches another worker
+        while the first is still working waits for (or, after `DEDUP_WAIT`, reports) that first result
+        instead of processing the message twice."""
+        conv = conversation_id(msg.channel, msg.customer_id)
+        dedup_key = f"dedup:{conv}:{msg.channel_msg_id}" if msg.channel_msg_id else None
+        if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
+            return await self._earlier_result(dedup_key)
+        try:
+            async with self._locks.hold(conv):
+                state = await self._states.get(conv)
+                turn = Turn(conv, self.clock)
+                await self._respond(state, msg, turn)
+                stored = await self._store.append(conv, turn.events)
+                after = fold(stored, state)
+                self._states.put(conv, after)
+                if dedup_key:
+                    await self._store.cache_set(dedup_key, encode_replies(turn.replies), self._dedup_ttl)
+        except BaseException:
+            if dedup_key:  # nothing was stored: let the channel's retry process the message
+                await self._store.cache_delete(f"claim:{dedup_key}")
+            raise
+        if turn.queue_rank is not None:
+            await self.desk.queued(conv, turn.queue_rank)
+        if turn.handoff_cancelled:
+            await self.desk.cancelled(conv)
+        await self.followups.react(conv, state, after, stored)
+        if after.status in ("queued", "agent") or state.status in ("queued", "agent"):
+            await self.desk.publish_events(conv, stored)
+        return Outcome(turn.replies, duplicate=False)
+
+    async def _earlier_result(self, dedup_key: str) -> Outcome:
+        waited = 0.0
+        while waited < DEDUP_WAIT:
+            cached = await self._store.cache_get(dedup_key)
+            if cached is not None:
+                return Outcome(decode_replies(cached), duplicate=True)
+            await asyncio.sleep(DEDUP_POLL)
+            waited += DEDUP_POLL
+        return Outcome([], duplicate=True)
+
+    async def state(self, channel: str, customer_id: str) -> ConversationState:
+        return await self._states.get(conversation_id(channel, customer_id))
+
+    async def transcript(self, channel: str, customer_id: str) -> list[dict[str, Any]]:
+        """The conversation as the customer saw it: their messages and the replies they got."""
+        events = await self._store.events(conversation_id(channel, customer_id))
+        return [item for e in events if (item := transcript_item(e)) is not None]
+
+    async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
+        text = clean_text(msg.text)
+        lang = _lang_of(text) or state.lang or self._shop.default_lang
+        traditional = is_traditional(text) if _has_cjk(text) else state.traditional
+        turn.record(
+            ev.CUSTOMER_MESSAGE,
+            text=text,
+            kind=msg.kind,
+            channel_msg_id=msg.channel_msg_id,
+            lang=lang,
+            traditional=traditional,
+        )
+        out = _Speaker(self, state, turn, lang, traditional)
+        if msg.kind == "subscribe":
+            welcome = [e for i in self._shop.welcome_questions if (e := self._entries.get(i)) and e.lang == lang]
+            out.say("welcome", intent="subscribe", opening=False, choices=[e.id for e in welcome],
+                    shop_name=self._shop.display_name(lang), context={"questions": [e.question for e in welcome]})
+            return
+        if msg.kind == "unsubscribe":
+            turn.record("unsubscribed")
+            return
+        if msg.kind == "menu" and msg.meta.get("faq_id") in self._entries:
+            await self._give_answer(state, msg, msg.meta["faq_id"], out)
+            return
+        if msg.kind != "text":
+            out.say("media_received", intent="media", kind=msg.kind)
+            return
+        if state.status == "queued":
+            # Kept for the agent; the bot stays quiet unless the customer takes the request back.
+            if text and self._rules.is_only("cancel", text):
+                turn.record(ev.HANDOFF_CANCELLED)
+                turn.handoff_cancelled = True
+                out.say("handoff_cancelled", intent="handoff")
+            return
+        if state.status == "agent":
+            return
+        if not text:
+            out.say("empty", intent="empty")
+            return
+        if state.awaiting and await self._answer_followup(state, msg, text, out):
+            return
+        if not _MEANINGFUL.search(text):
+            out.say("unclear", intent="unclear", offer_agent=state.fallback_streak + 1 >= self._handoff.fallbacks_before_offer,
+                    decision="fallback")
+            return
+        if state.flow is not None:
+            if state.flow.get("name") == "leave_message":
+                rank_ = await self._leave_message.step(state.flow, text, out)
+                if rank_ is not None:
+                    turn.queue_rank = rank_
+            else:
+                await self._flow.step(state.flow, text, out)
+            return
+        if state.pending_choices and await self._answer_pick(state, msg, text, out):
+            return
+        reading = self._rules.read(text)
+        if reading.complaint is not None:
+            c = reading.complaint
+            turn.record(ev.COMPLAINT, severity=c.severity, category=c.category, text=text)
+            if c.severity == "major":
+                out.say("complaint_major", intent="complaint_major")
+                await self._hand_over(state, msg, out, "major_complaint", priority="major")
+            else:
+                out.say("complaint", intent="complaint", category=c.category)
+                await self._hand_over(state, msg, out, "complaint")
+            return
+        if reading.wants_human:
+            if not await self._hand_over(state, msg, out, "customer_asked"):
+                out.say("handoff_requested", intent="human")
+            return
+        if reading.agitated:
+            turn.record(ev.EMOTION, emotion="agitated", text=text)
+            out.say("agitated", intent="agitated")
+            await self._hand_over(state, msg, out, "agitated")
+            return
+        if reading.return_request:
+            await self._flow.start(text, out)
+            return
+        order_no = self._order_re.search(text)
+        if order_no:
+            await self._order_status(order_no.group(1).upper(), out)
+            return
+        if reading.small_talk is not None:
+            name = reading.small_talk
+            if name == "greeting":
+                out.say("greeting", intent="greeting", opening=False, shop_name=self._shop.display_name(lang))
+            else:
+                out.say(name, intent=name)
+            if name == "goodbye":
+                turn.record(ev.CLOSED, by="customer", reason="goodbye", resolved=True,
+                            complaint=bool(state.complaints))
+            return
+        await self._answer_faq(state, msg, text, lang, out)
+
+    async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, text: str, lang: str,
+                          out: _Speaker) -> None:
+        result = self.matcher.match(text, lang=lang)
+        if result.decision == "answer":
+            await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
+        elif result.decision == "clarify":
+            entries = [e for c in result.candidates if (e := self._entries.get(c.entry_id))]
+            out.say(
+                "clarify",
+                intent="faq",
+                decision="clarify",
+                choices=[e.id for e in entries],
+                candidates=_candidates(result),
+                suggestions=[Suggestion(e.question, e.question) for e in entries],
+                context={"choices": [e.question for e in entries]},
+            )
+        else:
+            streak = state.fallback_streak + 1 >= self._handoff.fallbacks_before_offer
+            vip = self._is_vip(msg)
+            hand_over = (streak and "fallbacks" in self._handoff.triggers) or (vip and "vip" in self._handoff.triggers)
+            out.say("fallback", intent="faq", decision="fallback", candidates=_candidates(result),
+                    offer_agent=streak and not hand_over)
+            if hand_over:
+                await self._hand_over(state, msg, out, "vip" if vip and not streak else "fallbacks")
+
+    async def _give_answer(self, state: ConversationState, msg: IncomingMessage, entry_id: str, out: _Speaker,
+                           result: MatchResult | None = None) -> None:
+        entry = self._entries[entry_id]
+        score = result.candidates[0].score if result else None
+        out.say(
+            "faq_answer",
+            intent="faq",
+            decision="answer",
+            faq_id=entry.id,
+            score=score,
+            candidates=_candidates(result) if result else [],
+            answer=entry.answer,
+        )
+        if entry.needs_agent:
+            await self._hand_over(state, msg, out, "faq_needs_agent")
+
+    async def _answer_followup(self, state: ConversationState, msg: IncomingMessage, text: str,
+                               out: _Speaker) -> bool:
+        """A rating for the survey, or yes/no to the complaint follow-up visit; False for anything else."""
+        if state.awaiting == "survey":
+            score = parse_rating(to_simplified(text))
+            if score is None:
+                return False
+            out.turn.record(ev.RATING, score=score)
+            out.say("rating_thanks", intent="rating", opening=False, score=score)
+            return True
+        yes = self._rules.is_only("yes", text) or text == self.renderer.render("label_visit_yes", out.lang)
+        no = self._rules.is_only("no", text) or text == self.renderer.render("label_visit_no", out.lang)
+        if not (yes or no):
+            return False
+        out.turn.record(ev.VISIT_RESULT, answered=True, solved=yes)
+        out.say("visit_thanks" if yes else "visit_reopen", intent="complaint_visit", opening=False)
+        if no:
+            await self._hand_over(state, msg, out, "visit_unsolved", priority="callback", force=True)
+        return True
+
+    def _is_vip(self, msg: IncomingMessage) -> bool:
+        return msg.customer_id in self._handoff.vip_customers
+
+    def _open_now(self) -> bool:
+        opens, closes = self._open_hours
+        return opens <= self.clock.now().timetz().replace(tzinfo=None) < closes
+
+    async def _hand_over(self, state: ConversationState, msg: IncomingMessage, out: _Speaker, reason: str, *,
+                         priority: str | None = None, force: bool = False) -> bool:
+        """Log the request; queue the conversation when config makes `reason` a trigger (or `force`). True if
+        queued (or, outside business hours, taken into the leave-a-message flow)."""
+        priority = priority or ("vip" if self._is_vip(msg) else "normal")
+        out.turn.record(ev.HANDOFF_REQUESTED, reason=reason, priority=priority)
+        if not (force or reason in self._handoff.triggers) or state.status not in ("bot", "closed"):
+            return False
+        if not self._open_now():
+            self._leave_message.start(out, reason=reason, hours=self._shop.business_hours)
+            return True
+        my_rank = rank(priority, self.clock.now())
+        position = await self.desk.position(my_rank)
+        out.turn.record(ev.QUEUED, priority=priority, reason=reason, rank=my_rank)
+        out.turn.queue_rank = my_rank
+        out.say("handoff_queued", intent="handoff", position=position, eta=self.desk.eta_minutes(position))
+        return True
+
+    async def _answer_pick(self, state: ConversationState, msg: IncomingMessage, text: str, out: _Speaker) -> bool:
+        """The customer answered a clarification: a number, the question's words, or "none of these"."""
+        choices = [c for c in state.pending_choices if c in self._entries]
+        pick = _PICK.match(unicodedata.normalize("NFKC", text))
+        if pick and 1 <= int(pick.group(1)) <= len(choices):
+            await self._give_answer(state, msg, choices[int(pick.group(1)) - 1], out)
+            return True
+        stripped = text.strip().rstrip("?？。.!！")
+        for entry_id in choices:
+            if stripped == self._entries[entry_id].question.rstrip("?？。.!！"):
+                await self._give_answer(state, msg, entry_id, out)
+                return True
+        if self._rules.is_only("none_of_these", text):
+            enough = state.clarify_declines + 1 >= self._handoff.clarify_declines_before_offer
+            hand_over = enough and "clarify_declined" in self._handoff.triggers
+            out.say("clarify_declined", intent="clarify_declined", offer_agent=enough and not hand_over)
+            if enough:
+                await self._hand_over(state, msg, out, "clarify_declined")
+            return True
+        return False
+
+    async def _order_status(self, order_no: str, out: _Speaker) -> None:
+        order = await self._orders.find(order_no)
+        if order is None:
+            out.say("order_not_found", intent="order_status", order_no=order_no, found=False)
+            return
+        out.say("order_status", intent="order_status", order_no=order_no, found=True,
+                context={"order": asdict(order)})
+
+
+class _Speaker:
+    """Renders templates in the customer's language and script, adding the opening once per episode."""
+
+    def __init__(self, engine: ConversationEngine, state: ConversationState, turn: Turn, lang: str,
+                 traditional: bool) -> None:
+        self._engine = engine
+        self.turn = turn
+        self.lang = lang
+        self._traditional = traditional and lang == "zh"
+        self._needs_opening = not state.greeted
+
+    def render(self, name: str, **context: Any) -> str:
+        text = self._engine.renderer.render(name, self.lang, **context)
+        return to_traditional(text) if self._traditional else text
+
+    def say(
+        self,
+        template: str,
+        *,
+        suggestions: list[Suggestion] | None = None,
+        opening: bool = True,
+        context: dict[str, Any] | None = None,
+        **data: Any,
+    ) -> None:
+        """Render `template` with `context` (plus the JSON-friendly `data`, also logged) and send it."""
+        ctx = {**data, **(context or {})}
+        text = self.render(template, **ctx)
+        if self._needs_opening and opening:
+            shop = self._engine._shop.display_name(self.lang)
+            text = self.render("opening", shop_name=shop) + "\n" + text
+        self._needs_opening = False
+        labels = tuple(
+            Suggestion(to_traditional(s.label) if self._traditional else s.label, s.value)
+            for s in (suggestions or [])
+        )
+        self.turn.say(Reply(text=text, suggestions=labels, lang=self.lang), template=template, **data)
+
+
+def clean_text(text: str) -> str:
+    """Customer text made safe to store and match: no control characters, bounded length."""
+    text = _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:MAX_TEXT_CHARS]
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
+
+
+def _lang_of(text: str) -> str | None:
+    if _has_cjk(text):
+        return "zh"
+    if re.search(r"[A-Za-z]{2,}", text):
+        return detect_lang(text)
+    return None
+
+
+def _candidates(result: MatchResult | None) -> list[list[Any]]:
+    if result is None:
+        return []
+    return [[c.entry_id, round(c.score, 4)] for c in result.candidates]
+
+
+def encode_replies(replies: list[Reply]) -> str:
+    return json.dumps([asdict(r) for r in replies], ensure_ascii=False)
+
+
+def decode_replies(raw: str) -> list[Reply]:
+    return [
+        Reply(
+            text=r["text"],
+            kind=r["kind"],
+            suggestions=tuple(Suggestion(**s) for s in r["suggestions"]),
+            sender=r["sender"],
+            lang=r["lang"],
+        )
+        for r in json.loads(raw)
+    ]
+
+
+def transcript_item(e: Event) -> dict[str, Any] | None:
+    """One event as a line of the customer-visible history, or None for internal events."""
+    base = {"id": f"{e.conversation_id}#{e.seq}", "seq": e.seq, "at": e.at.isoformat()}
+    if e.type == ev.CUSTOMER_MESSAGE:
+        return {**base, "from": "customer", "text": e.data.get("text", ""), "kind": e.data.get("kind", "text"),
+                "client_id": e.data.get("channel_msg_id")}
+    if e.type in (ev.BOT_REPLY, ev.AGENT_MESSAGE):
+        sender = "bot" if e.type == ev.BOT_REPLY else "agent"
+        return {**base, "from": sender, "text": e.data.get("text", ""),
+                "suggestions": e.data.get("suggestions", [])}
+    return None

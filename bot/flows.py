@@ -1,0 +1,181 @@
+"""The return/exchange request flow (002 §4.2): order number, product, reason, contact, confirm, ticket.
+
+The flow's progress lives in the conversation log as FLOW events, so it survives restarts.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import timedelta
+from typing import Any, Protocol
+
+from bot import conversation as ev
+from bot.clock import Clock
+from bot.handoff import rank
+from bot.intents import IntentRules
+from bot.models import Suggestion
+from bot.orders import OrderProvider
+from bot.privacy import mask
+from bot.replies import ReplyRenderer
+from bot.storage.base import ConversationStore
+
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d{9})(?!\d)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hours (seed 000/001)
+MAX_FIELD_CHARS = 200
+
+
+class Speaker(Protocol):
+    lang: str
+
+    @property
+    def turn(self) -> Any: ...
+
+    def render(self, name: str, **context: Any) -> str: ...
+
+    def say(self, template: str, *, suggestions: list[Suggestion] | None = None, opening: bool = True,
+            context: dict[str, Any] | None = None, **data: Any) -> None: ...
+
+
+class ReturnFlow:
+    def __init__(self, order_re: re.Pattern[str], rules: IntentRules, orders: OrderProvider,
+                 store: ConversationStore, renderer: ReplyRenderer, clock: Clock) -> None:
+        self._order_re = order_re
+        self._rules = rules
+        self._orders = orders
+        self._store = store
+        self._renderer = renderer
+        self._clock = clock
+
+    async def start(self, text: str, out: Speaker) -> None:
+        flow: dict[str, Any] = {"name": "return", "step": "order", "data": {}}
+        match = self._order_re.search(text)
+        if match:
+            await self._take_order(flow, match.group(1).upper(), out)
+            return
+        self._ask(flow, "return_ask_order", out)
+
+    async def step(self, flow: dict[str, Any], text: str, out: Speaker) -> None:
+        if self._rules.is_only("cancel", text):
+            out.turn.record(ev.FLOW, state=None)
+            out.say("return_cancelled", intent="return_flow")
+            return
+        flow = {**flow, "data": dict(flow["data"])}
+        step = flow["step"]
+        value = text.strip()[:MAX_FIELD_CHARS]
+        if step == "order":
+            match = self._order_re.search(text)
+            if not match:
+                self._ask(flow, "return_invalid_order", out)
+                return
+            await self._take_order(flow, match.group(1).upper(), out)
+        elif step == "product":
+            flow["data"]["product"] = value
+            self._ask({**flow, "step": "reason"}, "return_ask_reason", out)
+        elif step == "reason":
+            quality = self._rules.category(value) == "product_quality"
+            flow["data"].update(reason=value, quality=quality)
+            self._ask({**flow, "step": "contact"}, "return_ask_contact", out, quality=quality)
+        elif step == "contact":
+            contact = _contact(text)
+            if contact is None:
+                self._ask(flow, "return_invalid_contact", out)
+                return
+            flow["data"]["contact"] = contact
+            self._confirm({**flow, "step": "confirm"}, out)
+        elif step == "confirm":
+            if self._rules.is_only("yes", text):
+                await self._submit(flow, out)
+            elif self._rules.is_only("no", text):
+                self._ask({"name": "return", "step": "order", "data": {}}, "return_ask_order", out)
+            else:
+                self._confirm(flow, out)
+
+    async def _take_order(self, flow: dict[str, Any], order_no: str, out: Speaker) -> None:
+        order = await self._orders.find(order_no)
+        items = list(order.items) if order else []
+        flow = {**flow, "step": "product", "data": {**flow["data"], "order_no": order_no}}
+        self._ask(flow, "return_ask_product", out, items=items,
+                  suggestions=[Suggestion(i, i) for i in items])
+
+    def _ask(self, flow: dict[str, Any], template: str, out: Speaker,
+             suggestions: list[Suggestion] | None = None, **context: Any) -> None:
+        out.turn.record(ev.FLOW, state=flow)
+        out.say(template, intent="return_flow", suggestions=suggestions, context=context)
+
+    def _confirm(self, flow: dict[str, Any], out: Speaker) -> None:
+        d = flow["data"]
+        buttons = [Suggestion(out.render(n), self._renderer.render(n, out.lang))
+                   for n in ("label_confirm", "label_change")]
+        self._ask(flow, "return_confirm", out, suggestions=buttons, order_no=d["order_no"],
+                  product=d["product"], reason=d["reason"], contact=mask(d["contact"]))
+
+    async def _submit(self, flow: dict[str, Any], out: Speaker) -> None:
+        now = self._clock.now()
+        d = flow["data"]
+        ticket_id = f"RT{now:%Y%m%d}{secrets.token_hex(3).upper()}"
+        ticket = {
+            "id": ticket_id,
+            "kind": "return",
+            "conversation_id": out.turn.conversation_id,
+            "status": "open",
+            "created_at": now.isoformat(),
+            "due_at": (now + TICKET_DUE).isoformat(),
+            **d,
+        }
+        await self._store.put_ticket(ticket)
+        out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind="return", due_at=ticket["due_at"])
+        out.turn.record(ev.FLOW, state=None)
+        out.say("return_done", intent="return_flow", ticket_id=ticket_id, quality=bool(d.get("quality")))
+
+
+class LeaveMessageFlow:
+    """Outside business hours: take a contact and the question, promise an answer within 24 hours, and
+    put the conversation first in the queue for opening time."""
+
+    def __init__(self, rules: IntentRules, store: ConversationStore, clock: Clock) -> None:
+        self._rules = rules
+        self._store = store
+        self._clock = clock
+
+    def start(self, out: Speaker, *, reason: str, hours: str) -> None:
+        out.turn.record(ev.FLOW, state={"name": "leave_message", "step": "contact", "data": {"reason": reason}})
+        out.say("leave_message_ask_contact", intent="leave_message", hours=hours)
+
+    async def step(self, flow: dict[str, Any], text: str, out: Speaker) -> float | None:
+        """Advance the flow; the queue rank once the message is left (the caller queues it), else None."""
+        if self._rules.is_only("cancel", text):
+            out.turn.record(ev.FLOW, state=None)
+            out.say("handoff_cancelled", intent="leave_message")
+            return None
+        data = dict(flow["data"])
+        if flow["step"] == "contact":
+            contact = _contact(text)
+            if contact is None:
+                out.say("return_invalid_contact", intent="leave_message")
+                return None
+            data["contact"] = contact
+            out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
+            out.say("leave_message_ask_text", intent="leave_message")
+            return None
+        now = self._clock.now()
+        ticket_id = f"LM{now:%Y%m%d}{secrets.token_hex(3).upper()}"
+        ticket = {"id": ticket_id, "kind": "leave_message", "conversation_id": out.turn.conversation_id,
+                  "status": "open", "created_at": now.isoformat(), "due_at": (now + TICKET_DUE).isoformat(),
+                  "message": text.strip()[:MAX_FIELD_CHARS * 5], **data}
+        await self._store.put_ticket(ticket)
+        my_rank = rank("callback", now)
+        out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind="leave_message", due_at=ticket["due_at"])
+        out.turn.record(ev.FLOW, state=None)
+        out.turn.record(ev.QUEUED, priority="callback", reason=data.get("reason"), rank=my_rank)
+        out.say("leave_message_done", intent="leave_message", ticket_id=ticket_id)
+        return my_rank
+
+
+def _contact(text: str) -> str | None:
+    phone = _PHONE.search(text.replace(" ", "").replace("-", ""))
+    if phone:
+        return phone.group(1)
+    email = _EMAIL.search(text)
+    return email.group(0) if email else None

@@ -1,0 +1,152 @@
+"""Rule intents read before the FAQ: small talk, asking for a person, complaints, return requests.
+
+The word lists are shop data (knowledge_base/intents.yaml), not code. Pure and synchronous.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.normalize import to_simplified
+
+# Particles and fillers that do not change what a short message means.
+_ZH_FILLER = re.compile(r"[啊呀哦吧呢啦哈嘛了的~～亲哟噢喔滴]")
+_EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay", "please"}
+_PUNCT = re.compile(r"[\W_]+", re.U)
+SMALL_TALK = ("goodbye", "thanks", "greeting")
+CATEGORIES = ("product_quality", "service_attitude", "logistics", "after_sales", "other")
+
+
+@dataclass(frozen=True)
+class Complaint:
+    severity: str  # "major" or "general"
+    category: str  # one of CATEGORIES
+
+
+@dataclass(frozen=True)
+class RuleReading:
+    """What the rules read in one message; the engine decides what to do with it."""
+
+    small_talk: str | None
+    wants_human: bool
+    complaint: Complaint | None
+    agitated: bool
+    return_request: bool
+
+
+class _WordList:
+    def __init__(self, zh: Sequence[str], en: Sequence[str]) -> None:
+        self.zh = tuple(sorted((_clean(w) for w in zh), key=len, reverse=True))
+        self.en = tuple(_clean(w) for w in en)
+        self._en_re = (
+            re.compile(r"(?<![a-z0-9'])(" + "|".join(re.escape(w) for w in self.en) + r")(?![a-z0-9'])")
+            if self.en
+            else None
+        )
+
+    def found_in(self, text: str) -> bool:
+        if any(w and w in text for w in self.zh):
+            return True
+        return bool(self._en_re and self._en_re.search(text))
+
+    def strip_from(self, text: str) -> str:
+        for w in self.zh:
+            if w:
+                text = text.replace(w, " ")
+        if self._en_re:
+            text = self._en_re.sub(" ", text)
+        return text
+
+
+class IntentRules:
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        def words(name: str, kind: str) -> _WordList:
+            table = spec.get(name, {}).get(kind, {}) or {}
+            return _word_list(f"{name}.{kind}", table)
+
+        self._only = {name: words(name, "only") for name in (*SMALL_TALK, "cancel", "yes", "no", "none_of_these")}
+        # All small-talk words together, longest first, so "你好" is not cut by the thanks word "好".
+        self._small_talk = _WordList(
+            [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]
+        )
+        self._any = {name: words(name, "any") for name in ("human", "complaint", "major", "agitation", "return_request")}
+        self._human_not = words("human", "not")
+        self._categories = {
+            name: _word_list(f"categories.{name}", lists) for name, lists in (spec.get("categories") or {}).items()
+        }
+
+    @classmethod
+    def from_file(cls, path: Path) -> IntentRules:
+        return cls(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+    def read(self, text: str) -> RuleReading:
+        t = _clean(text)
+        human = self._any["human"].found_in(self._human_not.strip_from(t))
+        major = self._any["major"].found_in(t)
+        complaint_word = self._any["complaint"].found_in(t)
+        agitated = self._any["agitation"].found_in(t) or _shouting(text)
+        complaint = None
+        if major or complaint_word:
+            complaint = Complaint("major" if major else "general", self.category(t))
+        return RuleReading(
+            small_talk=self.small_talk(t),
+            wants_human=human,
+            complaint=complaint,
+            agitated=agitated,
+            return_request=self._any["return_request"].found_in(t),
+        )
+
+    def small_talk(self, text: str) -> str | None:
+        """greeting / thanks / goodbye when the message is nothing more than that."""
+        t = _clean(text)
+        if _residue(self._small_talk.strip_from(t)):
+            return None
+        for name in SMALL_TALK:  # one kind says it all ("你好" is a greeting, though 好 is a thanks word)
+            if not _residue(self._only[name].strip_from(t)):
+                return name
+        for name in SMALL_TALK:  # a mix: goodbye, then thanks, then greeting
+            if self._only[name].found_in(t):
+                return name
+        return None
+
+    def is_only(self, name: str, text: str) -> bool:
+        """The message is (little more than) a word of list `name`: cancel, yes, no, none_of_these."""
+        t = _clean(text)
+        words = self._only[name]
+        return words.found_in(t) and not _residue(words.strip_from(t))
+
+    def category(self, text: str) -> str:
+        t = _clean(text)
+        for name, words in self._categories.items():
+            if words.found_in(t):
+                return str(name)
+        return "other"
+
+
+def _word_list(where: str, table: Mapping[str, Any]) -> _WordList:
+    lists = [table.get(lang) or [] for lang in ("zh", "en")]
+    if not all(isinstance(w, str) for words in lists for w in words):
+        raise ValueError(f"intents.yaml: {where}: every word must be text (quote numbers and yes/no)")
+    return _WordList(lists[0], lists[1])
+
+
+def _clean(text: str) -> str:
+    return to_simplified(unicodedata.normalize("NFKC", text)).lower().strip()
+
+
+def _residue(text: str) -> bool:
+    text = _ZH_FILLER.sub(" ", text)
+    tokens = [tok for tok in _PUNCT.split(text) if tok and tok not in _EN_FILLER]
+    return bool(tokens)
+
+
+def _shouting(text: str) -> bool:
+    letters = [c for c in text if c.isascii() and c.isalpha()]
+    return len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.8

@@ -1,0 +1,76 @@
+"""Plain immutable objects shared by the core, the adapters and the stores (stdlib only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Decision = Literal["answer", "clarify", "fallback"]
+Sender = Literal["customer", "bot", "agent", "system"]
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One knowledge-base entry: a standard question, its other phrasings and the shop's answer.
+
+    The answer uses the reply markup: `**key fact**` to highlight, lines starting `1. ` for steps,
+    `[label](https://…)` for links. Each channel shapes that markup for its own display.
+    """
+
+    id: str
+    question: str
+    answer: str
+    similar: tuple[str, ...] = ()
+    category: str = "general"
+    lang: str = "zh"
+    enabled: bool = True
+    tags: tuple[str, ...] = ()
+    needs_agent: bool = False
+
+    @property
+    def phrasings(self) -> tuple[str, ...]:
+        return (self.question, *self.similar)
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """What a customer sent, already translated out of the channel's wire format."""
+
+    channel: str
+    customer_id: str
+    text: str
+    timestamp: datetime
+    kind: str = "text"
+    channel_msg_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A clickable choice offered with a reply (a clarification candidate, a rating)."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message for the customer, in reply markup; the adapter shapes it for its channel."""
+
+    text: str
+    kind: str = "text"
+    suggestions: tuple[Suggestion, ...] = ()
+    sender: Sender = "bot"
+    lang: str = "zh"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a conversation's append-only log; state and figures are folds over these."""
+
+    conversation_id: str
+    type: str
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0

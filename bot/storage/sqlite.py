@@ -1,0 +1,263 @@
+"""The embedded default store: one SQLite file in the data dir (WAL), nothing to install.
+
+Calls are synchronous on the event loop thread: with WAL and synchronous=NORMAL each statement takes
+microseconds and never waits on fsync, which is cheaper than handing every call to a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.clock import Clock
+from bot.models import Event
+from bot.storage.base import ConflictError, StoreError
+from bot.storage.bus import LocalBus, Subscription
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations(last_at);
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_by_conversation ON tickets(conversation_id);
+CREATE TABLE IF NOT EXISTS queue (
+    conversation_id TEXT PRIMARY KEY,
+    rank REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    due_at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(status, due_at);
+CREATE INDEX IF NOT EXISTS jobs_by_conversation ON jobs(conversation_id);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+
+
+class SqliteStore:
+    """ConversationStore on SQLite; `path` may be ":memory:" for fast tests."""
+
+    def __init__(self, path: str | Path, clock: Clock) -> None:
+        self._clock = clock
+        self._bus = LocalBus()
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+        if not events:
+            return []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT last_seq FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            seq = row[0] if row else 0
+            stored = []
+            for event in events:
+                seq += 1
+                stored.append(
+                    Event(conversation_id, event.type, event.at, dict(event.data), seq)
+                )
+                self._db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                    (conversation_id, seq, event.type, event.at.isoformat(),
+                     json.dumps(event.data, ensure_ascii=False)),
+                )
+            self._db.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                "SET last_seq = excluded.last_seq, last_at = excluded.last_at",
+                (conversation_id, seq, events[-1].at.timestamp()),
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"append failed: {exc}") from exc
+        return stored
+
+    async def events(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
+        rows = self._db.execute(
+            "SELECT seq, type, at, data FROM events WHERE conversation_id = ? AND seq > ? ORDER BY seq",
+            (conversation_id, after_seq),
+        ).fetchall()
+        return [
+            Event(conversation_id, type_, datetime.fromisoformat(at), json.loads(data), seq)
+            for seq, type_, at, data in rows
+        ]
+
+    async def conversations(self, *, since: datetime | None = None) -> list[str]:
+        low = since.timestamp() if since else float("-inf")
+        rows = self._db.execute(
+            "SELECT id FROM conversations WHERE last_at >= ? ORDER BY last_at DESC, id", (low,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def cache_get(self, key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM cache WHERE key = ? AND expires_at > ?", (key, self._now())
+        ).fetchone()
+        return row[0] if row else None
+
+    async def cache_set(self, key: str, value: str, ttl_seconds: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl_seconds)
+        )
+
+    async def cache_add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        now = self._now()
+        cur = self._db.execute(
+            "INSERT INTO cache VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET value = excluded.value, expires_at = excluded.expires_at WHERE cache.expires_at <= ?",
+            (key, value, now + ttl_seconds, now),
+        )
+        return cur.rowcount == 1
+
+    async def cache_delete(self, key: str) -> None:
+        self._db.execute("DELETE FROM cache WHERE key = ?", (key,))
+
+    async def put_ticket(self, ticket: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",
+            (ticket["id"], ticket.get("conversation_id", ""), json.dumps(ticket, ensure_ascii=False)),
+        )
+
+    async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT data FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def tickets(self, *, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        if conversation_id is None:
+            rows = self._db.execute("SELECT data FROM tickets ORDER BY rowid").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT data FROM tickets WHERE conversation_id = ? ORDER BY rowid", (conversation_id,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    async def queue_put(self, conversation_id: str, rank: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
+
+    async def queue_take(self, conversation_id: str) -> bool:
+        return self._db.execute("DELETE FROM queue WHERE conversation_id = ?", (conversation_id,)).rowcount == 1
+
+    async def queue_items(self) -> list[tuple[str, float]]:
+        rows = self._db.execute("SELECT conversation_id, rank FROM queue ORDER BY rank, conversation_id")
+        return [(r[0], r[1]) for r in rows]
+
+    async def job_put(self, job: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)",
+            (job["id"], job["conversation_id"], job["status"], float(job["due_at"]),
+             json.dumps(job, ensure_ascii=False)),
+        )
+
+    async def job_get(self, job_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def jobs_due(self, until: float, *, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT data FROM jobs WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+            (until, limit),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def job_transition(self, job_id: str, from_status: str, to_status: str, **fields: Any) -> bool:
+        job = await self.job_get(job_id)
+        if job is None or job["status"] != from_status:
+            return False
+        job.update(fields, status=to_status)
+        cur = self._db.execute(
+            "UPDATE jobs SET status = ?, due_at = ?, data = ? WHERE id = ? AND status = ?",
+            (to_status, float(job["due_at"]), json.dumps(job, ensure_ascii=False), job_id, from_status),
+        )
+        return cur.rowcount == 1
+
+    async def jobs(self, *, conversation_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT data FROM jobs WHERE 1 = 1", list[str]()
+        if conversation_id is not None:
+            sql, args = sql + " AND conversation_id = ?", [*args, conversation_id]
+        if status is not None:
+            sql, args = sql + " AND status = ?", [*args, status]
+        return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY due_at, id", args)]
+
+    async def record_get(self, kind: str, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def records(self, kind: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT data FROM records WHERE kind = ? ORDER BY key", (kind,))
+        return [json.loads(r[0]) for r in rows]
+
+    async def record_put(self, kind: str, key: str, value: dict[str, Any], *,
+                         expected_version: int | None = None) -> int:
+        row = self._db.execute("SELECT version FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        current = row[0] if row else 0
+        if expected_version is not None and expected_version != current:
+            raise ConflictError(f"{kind} {key}: version {current} is newer than {expected_version}")
+        version = current + 1
+        data = json.dumps({**value, "version": version}, ensure_ascii=False)
+        self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
+        return version
+
+    async def record_delete(self, kind: str, key: str) -> None:
+        self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._bus.publish(topic, payload)
+
+    def subscribe(self) -> Subscription:
+        return self._bus.subscribe()
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        for table, column in (("events", "conversation_id"), ("conversations", "id"), ("tickets", "conversation_id"),
+                              ("jobs", "conversation_id"), ("queue", "conversation_id")):
+            self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))  # noqa: S608
+
+    async def close(self) -> None:
+        self._db.execute("DELETE FROM cache WHERE expires_at <= ?", (self._now(),))
+        self._db.close()

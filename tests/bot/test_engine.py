@@ -1,0 +1,257 @@
+"""The engine as the customer sees it: what is replied, what is logged, what survives a restart."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot.assemble import build_engine
+from bot.config import Settings
+from bot.engine import ConversationEngine
+from bot.knowledge import KnowledgeBase
+from bot.models import IncomingMessage
+from bot.storage.sqlite import SqliteStore
+from tests.fakes import FakeClock
+from tests.small_kb import ENTRIES, SYNONYMS
+
+
+
+@pytest.fixture
+def small(settings: Settings, store: SqliteStore, clock: FakeClock) -> ConversationEngine:
+    return build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+
+
+def msg(clock: FakeClock, text: str, *, customer: str = "c1", mid: str | None = None, kind: str = "text",
+        channel: str = "web") -> IncomingMessage:
+    return IncomingMessage(channel, customer, text, clock.now(), kind=kind, channel_msg_id=mid)
+
+
+async def ask(engine: ConversationEngine, clock: FakeClock, text: str, **kw: object) -> str:
+    replies = await engine.handle(msg(clock, text, **kw))  # type: ignore[arg-type]
+    assert replies, f"no reply to {text!r}"
+    return "\n".join(r.text for r in replies)
+
+
+async def test_first_reply_opens_with_the_shop_name_then_answers(small: ConversationEngine, clock: FakeClock,
+                                                                 settings: Settings) -> None:
+    text = await ask(small, clock, "七天无理由退货怎么申请？")
+    assert settings.shop.name in text.splitlines()[0]
+    assert "签收后7天内无理由退货" in text
+    assert text.rstrip().endswith("请问还有什么可以帮您的吗？")
+    second = await ask(small, clock, "可以开发票吗")
+    assert settings.shop.name not in second
+    assert "申请发票" in second
+
+
+async def test_greeting_uses_the_model_opening_line(small: ConversationEngine, clock: FakeClock) -> None:
+    text = await ask(small, clock, "你好")
+    assert text == "您好，家居电器旗舰店，请问有什么可以帮您？"
+
+
+async def test_every_zh_reply_says_nin_never_ni(small: ConversationEngine, clock: FakeClock) -> None:
+    for text in ("你好", "七天无理由退货怎么申请", "你们的量子力学课程怎么报名", "谢谢", "再见", "🙂🙂", " ", "我要人工"):
+        reply = await ask(small, clock, text)
+        assert "你" not in reply, (text, reply)
+
+
+async def test_traditional_question_gets_a_traditional_answer(small: ConversationEngine, clock: FakeClock) -> None:
+    text = await ask(small, clock, "退貨運費誰承擔？")
+    assert "運費" in text and "运费" not in text
+    assert "質量問題" in text
+
+
+async def test_english_question_gets_an_english_answer(small: ConversationEngine, clock: FakeClock) -> None:
+    text = await ask(small, clock, "how can I return an item?")
+    assert "welcome to **Home & Living Store**" in text
+    assert "within **7 days**" in text
+    assert "您" not in text
+
+
+async def test_unknown_question_falls_back_politely_then_offers_a_person(
+    settings: Settings, store: SqliteStore, clock: FakeClock
+) -> None:
+    offer_only = replace(settings, handoff=replace(settings.handoff, triggers=("customer_asked",)))
+    engine = build_engine(offer_only, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    first = await ask(engine, clock, "火星上的天气怎么样，会下雨吗")
+    assert "马上为您查询核实" in first and "人工" not in first
+    second = await ask(engine, clock, "量子计算机的原理是什么")
+    assert "回复“**人工**”" in second
+
+
+@pytest.fixture
+def unsure(settings: Settings, store: SqliteStore, clock: FakeClock) -> ConversationEngine:
+    """An engine that never answers outright, so every match above the clarify threshold clarifies."""
+    strict = replace(settings, matcher=replace(settings.matcher, answer_threshold=1.0, clarify_threshold=0.05))
+    return build_engine(strict, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+
+
+async def test_clarify_offers_numbered_choices_and_a_number_picks_one(unsure: ConversationEngine,
+                                                                      clock: FakeClock) -> None:
+    reply = (await unsure.handle(msg(clock, "退货运费")))[0]
+    assert "1. " in reply.text and len(reply.suggestions) >= 2
+    assert reply.suggestions[0].label in reply.text
+    second = next(e for e in ENTRIES if e.question == reply.suggestions[1].value)
+    text = await ask(unsure, clock, "第2个")
+    assert second.answer.replace("**", "") in text.replace("**", "")
+
+
+async def test_clarify_pick_by_words_and_declines(unsure: ConversationEngine, clock: FakeClock,
+                                                 store: SqliteStore) -> None:
+    reply = (await unsure.handle(msg(clock, "退货运费")))[0]
+    first = next(e for e in ENTRIES if e.question == reply.suggestions[0].value)
+    text = await ask(unsure, clock, reply.suggestions[0].value)
+    assert first.answer.replace("**", "") in text.replace("**", "")
+    await unsure.handle(msg(clock, "退货运费"))
+    assert "换个说法" in await ask(unsure, clock, "都不是")
+    await unsure.handle(msg(clock, "退货运费"))
+    assert "人工" in await ask(unsure, clock, "都不是")
+    reasons = [e.data.get("reason") for e in await store.events("web:c1") if e.type == "handoff_requested"]
+    assert reasons == ["clarify_declined"]
+
+
+async def test_asking_for_a_person_is_recorded(small: ConversationEngine, clock: FakeClock,
+                                              store: SqliteStore) -> None:
+    text = await ask(small, clock, "转人工")
+    assert "人工客服" in text
+    types = [e.type for e in await store.events("web:c1")]
+    assert "handoff_requested" in types
+
+
+async def test_major_complaint_is_escalated_with_top_priority(small: ConversationEngine, clock: FakeClock,
+                                                             store: SqliteStore) -> None:
+    text = await ask(small, clock, "你们卖的电暖器插上就冒烟了，差点起火！")
+    assert "最高优先级" in text and "注意人身和用电安全" in text
+    events = await store.events("web:c1")
+    complaint = next(e for e in events if e.type == "complaint")
+    assert complaint.data["severity"] == "major"
+    assert complaint.data["category"] == "product_quality"
+    handoff = next(e for e in events if e.type == "handoff_requested")
+    assert handoff.data["priority"] == "major"
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("我要投诉，快递太慢了一个星期还没到", "logistics"),
+        ("投诉你们客服态度太差", "service_attitude"),
+        ("质量太差了，我要投诉", "product_quality"),
+        ("I want to complain, my refund never came", "after_sales"),
+    ],
+)
+async def test_general_complaints_are_classified(small: ConversationEngine, clock: FakeClock,
+                                                store: SqliteStore, text: str, category: str) -> None:
+    reply = await ask(small, clock, text)
+    assert "24" in reply
+    complaint = next(e for e in await store.events("web:c1") if e.type == "complaint")
+    assert (complaint.data["severity"], complaint.data["category"]) == ("general", category)
+
+
+async def test_agitated_customer_gets_the_calming_line(small: ConversationEngine, clock: FakeClock) -> None:
+    text = await ask(small, clock, "气死我了，到底怎么回事！！！")
+    assert "我非常理解您的心情" in text
+
+
+async def test_order_status_from_the_demo_provider(small: ConversationEngine, clock: FakeClock,
+                                                  settings: Settings) -> None:
+    import json
+
+    orders = json.loads(settings.path(settings.shop.orders_file).read_text(encoding="utf-8"))["orders"]
+    shipped = next(o for o in orders if o["status"] == "shipped")
+    text = await ask(small, clock, f"帮我查下订单{shipped['order_no']}到哪了")
+    assert shipped["tracking_no"] in text and "已发货" in text
+    missing = await ask(small, clock, "订单E20990101000000呢")
+    assert "没有查到订单" in missing
+
+
+async def test_return_flow_collects_validates_confirms_and_stores_a_ticket(
+    small: ConversationEngine, clock: FakeClock, store: SqliteStore
+) -> None:
+    assert "订单号" in await ask(small, clock, "我要退货")
+    assert "格式好像不对" in await ask(small, clock, "不记得了")
+    assert "哪件**商品**" in await ask(small, clock, "E20261118001234")
+    assert "原因" in await ask(small, clock, "扫地机器人")
+    contact_prompt = await ask(small, clock, "收到就坏了，质量问题")
+    assert "运费由本店承担" in contact_prompt
+    assert "不完整" in await ask(small, clock, "123")
+    confirm = await small.handle(msg(clock, "我的电话是 138-1234-5678"))
+    assert "138****5678" in confirm[0].text and "13812345678" not in confirm[0].text
+    assert [s.value for s in confirm[0].suggestions] == ["确认", "修改"]
+    done = await ask(small, clock, "确认")
+    assert "服务单号" in done and "24小时内" in done
+    tickets = await store.tickets(conversation_id="web:c1")
+    assert len(tickets) == 1
+    t = tickets[0]
+    assert (t["order_no"], t["product"], t["contact"], t["quality"]) == (
+        "E20261118001234", "扫地机器人", "13812345678", True)
+    assert t["id"] in done
+    # The flow is over: the next question goes to the FAQ again.
+    assert "申请发票" in await ask(small, clock, "可以开发票吗")
+
+
+async def test_return_flow_can_be_cancelled(small: ConversationEngine, clock: FakeClock,
+                                           store: SqliteStore) -> None:
+    await ask(small, clock, "我想退货")
+    assert "已为您取消" in await ask(small, clock, "算了")
+    assert await store.tickets() == []
+
+
+async def test_a_retried_message_is_processed_once(small: ConversationEngine, clock: FakeClock,
+                                                  store: SqliteStore) -> None:
+    first = await small.handle(msg(clock, "可以开发票吗", mid="m-1"))
+    again = await small.handle(msg(clock, "可以开发票吗", mid="m-1"))
+    assert again == first
+    customer_messages = [e for e in await store.events("web:c1") if e.type == "customer_message"]
+    assert len(customer_messages) == 1
+
+
+async def test_two_customers_never_share_state(small: ConversationEngine, clock: FakeClock) -> None:
+    await ask(small, clock, "我要退货", customer="a")
+    text = await ask(small, clock, "可以开发票吗", customer="b")
+    assert "申请发票" in text
+
+
+async def test_conversation_survives_a_restart(settings: Settings, clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    engine = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await ask(engine, clock, "我要退货")
+    await ask(engine, clock, "E20261118001234")
+    await store.close()
+    store2 = SqliteStore(path, clock)
+    engine2 = build_engine(settings, store2, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    assert "原因" in await ask(engine2, clock, "扫地机器人")
+    history = await engine2.transcript("web", "c1")
+    assert [h["from"] for h in history] == ["customer", "bot"] * 3
+    await store2.close()
+
+
+async def test_needs_agent_entry_answers_and_requests_a_person(small: ConversationEngine, clock: FakeClock,
+                                                              store: SqliteStore) -> None:
+    text = await ask(small, clock, "电器坏了保修怎么申请")
+    assert "三包" in text
+    assert any(e.type == "handoff_requested" and e.data["reason"] == "faq_needs_agent"
+               for e in await store.events("web:c1"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\x00\x01\x02", "🙂🙂🙂", "？？？", "退" * 10_000, "ab\udcffcd", "hello 你好 退货 refund",
+     "\u202e\u200b", "<script>alert(1)</script>", "1", "99"],
+)
+async def test_bad_input_gets_a_polite_reply(small: ConversationEngine, clock: FakeClock, text: str) -> None:
+    replies = await small.handle(msg(clock, text))
+    assert len(replies) >= 1
+    assert all(r.text.strip() for r in replies)
+
+
+async def test_media_gets_an_acknowledgement(small: ConversationEngine, clock: FakeClock) -> None:
+    text = await ask(small, clock, "", kind="image")
+    assert "图片" in text
+
+
+async def test_sample_shop_kb_answers_core_questions(engine: ConversationEngine, clock: FakeClock) -> None:
+    for question in ("七天无理由退货怎么申请", "可以开发票吗", "how long does delivery take"):
+        replies = await engine.handle(msg(clock, question, customer=question))
+        assert replies and replies[0].text

@@ -1,0 +1,84 @@
+"""Real-browser fixtures: the whole app on a loopback port, Debian's Chromium driven by Playwright.
+
+Chromium is never downloaded (`playwright install` is not used): tests.requirements.chromium_path() finds the
+system browser, skipping loudly where it is missing and failing under CI=true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.app import create_app
+from bot.auth import create_agent
+from bot.clock import SystemClock
+from bot.config import Settings
+from bot.kbadmin import load_or_seed
+from bot.storage.sqlite import SqliteStore
+from tests.requirements import chromium_path
+from tests.small_kb import ENTRIES
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+AGENT = ("wang", "password-1", "小王")
+COLLEAGUE = ("li", "password-2", "小李")
+SUPERVISOR = ("boss", "password-3", "主管老张")
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    base_url: str
+    store: SqliteStore
+
+
+@pytest.fixture
+async def live_app(settings: Settings, tmp_path: Path) -> AsyncIterator[LiveApp]:
+    """The real app on 127.0.0.1:<free port>, a file-backed SQLite store, three accounts, the small KB.
+
+    The real clock (the browser shows real waiting times), with the shop open around the clock so the
+    handoff always queues instead of turning into leave-a-message, whatever time the suite runs.
+    """
+    settings = replace(settings, shop=replace(settings.shop, business_hours="00:00-24:00"))
+    clock = SystemClock(settings.shop.tz)
+    store = SqliteStore(str(tmp_path / "kefu.sqlite3"), clock)
+    await load_or_seed(store, ENTRIES, clock)
+    for (username, password, display_name), role in ((AGENT, "agent"), (COLLEAGUE, "agent"), (SUPERVISOR, "admin")):
+        await create_agent(store, username, password, display_name=display_name, role=role)
+    runner = web.AppRunner(create_app(settings, store=store, clock=clock))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield LiveApp(f"http://{host}:{port}", store)
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    path = chromium_path()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """Where this test saves its screenshots (git-ignored), one folder per test."""
+    folder = ARTIFACTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

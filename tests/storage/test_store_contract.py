@@ -1,0 +1,170 @@
+"""The store contract: every backend must pass the same tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.models import Event
+from bot.storage.base import ConflictError, ConversationStore
+from bot.storage.sqlite import SqliteStore
+from tests.fakes import FakeClock
+from tests.storage.conftest import OpenRedis
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "redis"])
+async def backend(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path,
+                  open_redis: OpenRedis) -> AsyncIterator[ConversationStore]:
+    if request.param == "redis":
+        # open_redis (tests/storage/conftest.py) closes the store and deletes its keys afterwards.
+        yield await open_redis()
+        return
+    path = ":memory:" if request.param == "sqlite-memory" else tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    yield store
+    await store.close()
+
+
+def ev(clock: FakeClock, type_: str, **data: object) -> Event:
+    return Event("", type_, clock.now(), dict(data))
+
+
+async def test_append_numbers_events_per_conversation(backend: ConversationStore, clock: FakeClock) -> None:
+    first = await backend.append("web:a", [ev(clock, "customer_message", text="你好"), ev(clock, "bot_reply")])
+    assert [e.seq for e in first] == [1, 2]
+    other = await backend.append("web:b", [ev(clock, "customer_message", text="hi")])
+    assert other[0].seq == 1
+    more = await backend.append("web:a", [ev(clock, "closed")])
+    assert more[0].seq == 3
+    events = await backend.events("web:a")
+    assert [(e.seq, e.type) for e in events] == [(1, "customer_message"), (2, "bot_reply"), (3, "closed")]
+    assert events[0].data == {"text": "你好"}
+    assert events[0].at == clock.now()
+    assert [e.seq for e in await backend.events("web:a", after_seq=2)] == [3]
+    assert await backend.events("web:nobody") == []
+
+
+async def test_conversations_most_recent_first(backend: ConversationStore, clock: FakeClock) -> None:
+    await backend.append("web:old", [ev(clock, "customer_message")])
+    start = clock.now()
+    clock.advance(minutes=5)
+    await backend.append("web:new", [ev(clock, "customer_message")])
+    assert await backend.conversations() == ["web:new", "web:old"]
+    clock.advance(seconds=1)
+    assert await backend.conversations(since=start.replace(minute=1)) == ["web:new"]
+
+
+async def test_cache_expires_by_the_clock(backend: ConversationStore, clock: FakeClock) -> None:
+    await backend.cache_set("k", "v", 60)
+    assert await backend.cache_get("k") == "v"
+    clock.advance(seconds=59)
+    assert await backend.cache_get("k") == "v"
+    clock.advance(seconds=2)
+    assert await backend.cache_get("k") is None
+
+
+async def test_cache_add_claims_once_until_expiry(backend: ConversationStore, clock: FakeClock) -> None:
+    assert await backend.cache_add("claim", "worker-1", 30) is True
+    assert await backend.cache_add("claim", "worker-2", 30) is False
+    assert await backend.cache_get("claim") == "worker-1"
+    clock.advance(seconds=31)
+    assert await backend.cache_add("claim", "worker-2", 30) is True
+    assert await backend.cache_get("claim") == "worker-2"
+    await backend.cache_delete("claim")
+    assert await backend.cache_get("claim") is None
+
+
+async def test_tickets_round_trip(backend: ConversationStore) -> None:
+    ticket = {"id": "RT1", "conversation_id": "web:a", "status": "open", "order_no": "E20261118001234"}
+    await backend.put_ticket(ticket)
+    await backend.put_ticket({"id": "RT2", "conversation_id": "web:b", "status": "open"})
+    assert await backend.get_ticket("RT1") == ticket
+    assert await backend.get_ticket("nope") is None
+    assert [t["id"] for t in await backend.tickets()] == ["RT1", "RT2"]
+    assert [t["id"] for t in await backend.tickets(conversation_id="web:b")] == ["RT2"]
+    await backend.put_ticket({**ticket, "status": "closed"})
+    assert (await backend.get_ticket("RT1"))["status"] == "closed"  # type: ignore[index]
+
+
+async def test_sqlite_log_survives_reopen(clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    await store.append("web:a", [ev(clock, "customer_message", text="退货")])
+    await store.close()
+    reopened = SqliteStore(path, clock)
+    assert [e.data["text"] for e in await reopened.events("web:a")] == ["退货"]
+    await reopened.close()
+
+
+async def test_queue_orders_by_rank_and_take_is_exclusive(backend: ConversationStore) -> None:
+    await backend.queue_put("web:late", 2_000.0)
+    await backend.queue_put("web:vip", 1_000.0)
+    await backend.queue_put("web:early", 1_500.0)
+    assert [c for c, _ in await backend.queue_items()] == ["web:vip", "web:early", "web:late"]
+    await backend.queue_put("web:late", 500.0)  # re-put moves it
+    assert (await backend.queue_items())[0] == ("web:late", 500.0)
+    results = await asyncio.gather(*(backend.queue_take("web:vip") for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+    assert [c for c, _ in await backend.queue_items()] == ["web:late", "web:early"]
+
+
+async def test_jobs_due_and_claimed_once(backend: ConversationStore) -> None:
+    for i, due in enumerate((300.0, 100.0, 200.0)):
+        await backend.job_put({"id": f"j{i}", "conversation_id": "web:a", "kind": "survey", "status": "pending",
+                               "due_at": due})
+    await backend.job_put({"id": "other", "conversation_id": "web:b", "kind": "nudge", "status": "done",
+                           "due_at": 50.0})
+    assert [j["id"] for j in await backend.jobs_due(250.0)] == ["j1", "j2"]
+    claims = await asyncio.gather(*(backend.job_transition("j1", "pending", "claimed", worker=w) for w in "abc"))
+    assert claims.count(True) == 1
+    job = await backend.job_get("j1")
+    assert job is not None and job["status"] == "claimed" and job["worker"] in "abc"
+    assert [j["id"] for j in await backend.jobs_due(250.0)] == ["j2"]
+    assert await backend.job_transition("j1", "pending", "done") is False
+    assert await backend.job_transition("j2", "pending", "pending", due_at=900.0) is True
+    assert await backend.jobs_due(250.0) == []
+    assert [j["id"] for j in await backend.jobs(conversation_id="web:a")] == ["j1", "j0", "j2"]
+    assert [j["id"] for j in await backend.jobs(status="done")] == ["other"]
+    assert await backend.job_get("missing") is None
+
+
+async def test_versioned_records_refuse_a_lost_update(backend: ConversationStore) -> None:
+    assert await backend.record_put("faq", "zh-1", {"answer": "a"}, expected_version=0) == 1
+    with pytest.raises(ConflictError):
+        await backend.record_put("faq", "zh-1", {"answer": "b"}, expected_version=0)
+    assert await backend.record_put("faq", "zh-1", {"answer": "b"}, expected_version=1) == 2
+    with pytest.raises(ConflictError):
+        await backend.record_put("faq", "zh-1", {"answer": "stale"}, expected_version=1)
+    assert await backend.record_get("faq", "zh-1") == {"answer": "b", "version": 2}
+    assert await backend.record_put("faq", "zh-1", {"answer": "c"}) == 3
+    await backend.record_put("faq", "en-1", {"answer": "x"})
+    await backend.record_put("agent", "li", {"name": "li"})
+    assert [r["answer"] for r in await backend.records("faq")] == ["x", "c"]
+    await backend.record_delete("faq", "en-1")
+    assert await backend.record_get("faq", "en-1") is None
+
+
+async def test_bus_delivers_what_is_published_after_subscribing(backend: ConversationStore) -> None:
+    await backend.publish("kb", {"lost": True})
+    sub = backend.subscribe()
+    await backend.publish("kb", {"entry": "zh-1"})
+    await backend.publish("deliver", {"to": "web:a", "text": "您好"})
+    it = aiter(sub)
+    assert await asyncio.wait_for(anext(it), 5) == ("kb", {"entry": "zh-1"})
+    assert await asyncio.wait_for(anext(it), 5) == ("deliver", {"to": "web:a", "text": "您好"})
+    sub.close()
+
+
+async def test_delete_conversation_erases_everything_about_it(backend: ConversationStore, clock: FakeClock) -> None:
+    await backend.append("web:a", [ev(clock, "customer_message", text="13812345678")])
+    await backend.append("web:b", [ev(clock, "customer_message", text="keep")])
+    await backend.put_ticket({"id": "T1", "conversation_id": "web:a"})
+    await backend.job_put({"id": "J1", "conversation_id": "web:a", "status": "pending", "due_at": 1.0})
+    await backend.queue_put("web:a", 1.0)
+    await backend.delete_conversation("web:a")
+    assert await backend.events("web:a") == []
+    assert await backend.conversations() == ["web:b"]
+    assert await backend.tickets() == [] and await backend.jobs() == [] and await backend.queue_items() == []
