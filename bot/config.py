@@ -63,12 +63,14 @@ class ServerSettings:
     port: int = 8080
     data_dir: str = "data"
     max_body_bytes: int = 65536
+    max_upload_bytes: int = 8 * 1024 * 1024
     metrics_port: int = 0
 
     def validate(self, key: str) -> None:
         _in_range(f"{key}.port", self.port, 0, 65535)
         _in_range(f"{key}.metrics_port", self.metrics_port, 0, 65535)
         _in_range(f"{key}.max_body_bytes", self.max_body_bytes, 1024, 10 * 1024 * 1024)
+        _in_range(f"{key}.max_upload_bytes", self.max_upload_bytes, 1024, 256 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,9 @@ class KnowledgeSettings:
 
 @dataclass(frozen=True)
 class MatcherSettings:
-    answer_threshold: float = 0.55
-    clarify_threshold: float = 0.3
-    margin: float = 0.08
+    answer_threshold: float = 0.5
+    clarify_threshold: float = 0.35
+    margin: float = 0.1
 
     def validate(self, key: str) -> None:
         for name in ("answer_threshold", "clarify_threshold", "margin"):

@@ -161,12 +161,16 @@ class FaqAdmin:
         return saved
 
     async def import_entries(self, entries: Sequence[FaqEntry], user: str) -> dict[str, Any]:
-        """Create new entries and update existing ones; what could not be saved is reported, not raised."""
-        created = updated = 0
+        """Create new entries and update changed ones; an identical entry is left alone (no new version), and
+        what could not be saved is reported, not raised."""
+        created = updated = unchanged = 0
         errors: list[dict[str, Any]] = []
         for entry in entries:
             record = to_record(entry)
             current = await self.get(entry.id)
+            if current is not None and all(current.get(k) == v for k, v in record.items()):
+                unchanged += 1
+                continue
             try:
                 if current is None:
                     await self.create(record, user)
@@ -178,7 +182,7 @@ class FaqAdmin:
                 errors.append({"id": entry.id, "fields": exc.fields})
             except FaqConflict:
                 errors.append({"id": entry.id, "fields": {"version": "changed during the import"}})
-        return {"created": created, "updated": updated, "errors": errors}
+        return {"created": created, "updated": updated, "unchanged": unchanged, "errors": errors}
 
     def validate(self, body: dict[str, Any], *, creating: bool) -> tuple[FaqEntry, list[dict[str, Any]]]:
         """The entry, or FaqInvalid with field errors; near-duplicates of other entries come back as warnings."""

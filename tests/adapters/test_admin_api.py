@@ -4,6 +4,7 @@ learning from misses, figures, privacy."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -163,25 +164,42 @@ async def test_export_import_round_trip(client: Client, boss: Any) -> None:
         text = await resp.text()
         result = await (await boss.post(f"/api/admin/faq/import?format={fmt}", data=text.encode(),
                                         headers=H)).json()
-        assert result["created"] == 0 and result["errors"] == [], result
+        assert result == {"created": 0, "updated": 0, "unchanged": 178, "errors": []}, result
     bad = await boss.post("/api/admin/faq/import?format=json", data=b"{nope", headers=H)
     assert bad.status == 422
 
 
+async def test_import_over_the_upload_cap_is_413(aiohttp_client: AiohttpClient, settings: Settings,
+                                                 store: SqliteStore, clock: FakeClock) -> None:
+    limit = 100_000
+    capped = replace(settings, server=replace(settings.server, max_upload_bytes=limit))
+    await create_agent(store, "boss", "password-3", role="admin")
+    client = await aiohttp_client(create_app(capped, store=store, clock=clock))
+    boss = await log_in(client, "boss", "password-3")
+    before = (await (await boss.get("/api/admin/faq")).json())["total"]
+
+    async def stream() -> Any:
+        for _ in range(limit // 10_000 + 1):
+            yield b"#" * 10_000
+
+    for body in (b"#" * (limit + 1), stream()):
+        resp = await boss.post("/api/admin/faq/import?format=yaml", data=body, headers=H)
+        assert resp.status == 413
+    assert (await (await boss.get("/api/admin/faq")).json())["total"] == before
+    await boss.close()
+
+
 async def test_unanswered_questions_grouped_and_added_as_phrasing(client: Client, boss: Any) -> None:
-    for text in ("你们支持花呗分期付款吗", "花呗分期付款支持吗", "能用花呗分期付款吗", "火星快递多久到"):
+    for text in ("快递员态度很不好", "这个快递员态度很不好", "快递员态度很不好啊", "可以寄养宠物猫吗"):
         await customer_asks(client, text)
     groups = (await (await boss.get("/api/admin/unanswered")).json())["groups"]
-    assert groups and groups[0]["count"] >= 2
-    assert any("花呗" in e for e in groups[0]["examples"])
-    target = (await (await boss.get("/api/admin/faq", params={"q": "分期"})).json())["items"]
-    if not target:
-        pytest.skip("sample KB has no instalment entry to attach the phrasing to")
-    entry = target[0]
+    assert [g["count"] for g in groups] == [3, 1]
+    assert groups[0]["examples"][0] == "快递员态度很不好"
+    entry = await (await boss.get("/api/admin/faq/zh-contact-complaint")).json()
     resp = await boss.post(f"/api/admin/faq/{entry['id']}/phrasings", headers=H,
-                           json={"text": "你们支持花呗分期付款吗", "version": entry["version"]})
+                           json={"text": "快递员态度很不好", "version": entry["version"]})
     assert resp.status == 200
-    reply = await customer_asks(client, "你们支持花呗分期付款吗")
+    reply = await customer_asks(client, "快递员态度很不好")
     assert entry["answer"].replace("**", "")[:10] in reply.replace("**", "")
 
 
