@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from bot.models import Reply
-from bot.outbox import Outbox
+from bot.outbox import Outbox, Undeliverable
 from bot.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
@@ -19,14 +19,23 @@ class Delivery:
     def __init__(self, outboxes: Mapping[str, Outbox]) -> None:
         self._outboxes = dict(outboxes)
 
-    async def send(self, conversation_id: str, replies: Sequence[Reply]) -> bool:
-        """Push replies to the conversation's customer; False when the channel cannot reach them now."""
+    async def send(self, conversation_id: str, replies: Sequence[Reply], *, strict: bool = False) -> bool:
+        """Push replies to the conversation's customer; False when the channel cannot reach them now.
+
+        With `strict`, a channel's Undeliverable is raised instead of returning False, so a follow-up can
+        tell "try later" from "cannot reach them until they write again" (WeChat's 48-hour window)."""
         channel, _, customer = conversation_id.partition(":")
         outbox = self._outboxes.get(channel)
         if outbox is None:
             logger.warning("no outbox for channel %s: %d replies not pushed", channel, len(replies))
             return False
-        return await outbox.deliver(customer, replies)
+        try:
+            return await outbox.deliver(customer, replies)
+        except Undeliverable as exc:
+            if strict:
+                raise
+            logger.info("%s: %d replies not pushed (%s)", channel, len(replies), exc.reason)
+            return False
 
 
 class BusOutbox:

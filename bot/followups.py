@@ -20,6 +20,7 @@ from bot.conversation import ConversationState, fold
 from bot.delivery import Delivery
 from bot.handoff import CONSOLE_TOPIC
 from bot.models import Event, Reply, Suggestion
+from bot.outbox import Undeliverable
 from bot.normalize import to_traditional
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
@@ -150,6 +151,10 @@ class Followups:
                 return False
         try:
             outcome = await self._fire(job)
+        except Undeliverable as exc:  # e.g. WeChat's 45015: a retry cannot succeed, so do not schedule one
+            await self._log(job["conversation_id"], "followup_skipped", job_id=job_id, kind=job["kind"],
+                            reason=exc.reason)
+            outcome = "skipped"
         except Exception as exc:
             logger.warning("follow-up %s failed (attempt %d): %s", job_id, job["attempts"] + 1, exc)
             outcome = "failed"
@@ -262,7 +267,7 @@ class Followups:
                     suggestions: list[Suggestion] | None = None, **context: Any) -> None:
         text = self._render(state, template, **context)
         reply = Reply(text=text, suggestions=tuple(suggestions or ()), lang=self._lang(state))
-        if not await self._delivery.send(conv, [reply]):
+        if not await self._delivery.send(conv, [reply], strict=True):
             raise RuntimeError(f"channel could not deliver to {conv}")
         # Logged once delivered (a retry must not log it twice); web customers offline find it in history.
         await self._log(conv, ev.BOT_REPLY, text=text, template=template, intent="followup",
