@@ -1,0 +1,289 @@
+"""Several real worker processes on loopback sharing one real Redis: nothing lost, nothing done twice.
+
+Each test starts its own `python -m bot serve` processes (a config.toml of its own: the repository's file with
+the store on Redis under a fresh key prefix), talks to them over the wire as the widget and the console do,
+and kills every process and deletes every key of its prefix afterwards, pass or fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio
+
+from tests.requirements import missing
+from tests.workers import (Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
+                           redis_server_version, write_config)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Agents on duty all day, no rate limit in the way of a scripted customer, follow-ups never held back.
+BASE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "shop": {"business_hours": "00:00-24:00"},
+    "channels.webchat": {"rate_limit_per_minute": 10000},
+    "followups": {"quiet_hours": "00:00-00:00"},  # an empty range: never quiet
+}
+
+
+class Cluster:
+    """The workers of one test, their config and their Redis key prefix."""
+
+    def __init__(self, folder: Path, session: aiohttp.ClientSession) -> None:
+        self.folder = folder
+        self.session = session
+        self.prefix = f"kefu-workers-test:{uuid.uuid4().hex}:"
+        self.store_url = REDIS_URL
+        self.workers: list[Worker] = []
+        self.config: Path | None = None
+        self.urls: set[str] = set()
+
+    def configure(self, overrides: Mapping[str, Mapping[str, Any]] = {}, *, store_url: str | None = None) -> Path:
+        self.store_url = store_url or self.store_url
+        self.urls.add(self.store_url)
+        merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BASE_OVERRIDES.items()}
+        for section, values in overrides.items():
+            merged.setdefault(section, {}).update(values)
+        self.config = write_config(self.folder, self.store_url, self.prefix, merged)
+        return self.config
+
+    async def start(self, count: int = 1, *, reuse_port: int = 0) -> list[Worker]:
+        """`count` workers on ports of their own, or one `--workers reuse_port` group on one port."""
+        if self.config is None:
+            self.configure()
+        assert self.config is not None
+        started = []
+        for _ in range(1 if reuse_port else count):
+            n = len(self.workers)
+            worker = Worker(self.config, free_port(), self.folder / f"worker{n}.log", workers=reuse_port or 1)
+            self.workers.append(worker)
+            started.append(worker)
+        await asyncio.gather(*(w.wait_ready(self.session) for w in started))
+        return started
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.log.name} ---\n{w.tail(40)}" for w in self.workers)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        yield s
+
+
+async def _redis_answers(url: str) -> None:
+    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        missing(f"Redis at {url} ({type(exc).__name__}: {exc})")
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, session: aiohttp.ClientSession,
+                  request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    await _redis_answers(REDIS_URL)
+    c = Cluster(tmp_path, session)
+    try:
+        yield c
+    finally:
+        c.stop_all()
+        if request.node.stash.get(FAILED, False):
+            print(c.logs())
+        for url in c.urls:
+            try:
+                await delete_prefix(url, c.prefix)
+            except (redis.exceptions.RedisError, OSError):
+                pass  # a private redis-server already gone takes its keys with it
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+def replies(frames: list[dict[str, Any]], sender: str | None = None) -> list[str]:
+    return [f["text"] for f in frames if f["type"] == "reply" and (sender is None or f["from"] == sender)]
+
+
+async def log_events(cluster: Cluster, conversation_id: str) -> list[dict[str, Any]]:
+    """A conversation's raw event log as the Redis store keeps it (a list of JSON events)."""
+    client = redis.asyncio.Redis.from_url(cluster.store_url, decode_responses=True)
+    try:
+        return [json.loads(raw) for raw in await client.lrange(f"{cluster.prefix}log:{conversation_id}", 0, -1)]
+    finally:
+        await client.aclose()
+
+
+async def agents(cluster: Cluster, *accounts: tuple[str, str, str]) -> None:
+    """Create accounts with the CLI, in parallel (argon2 hashing dominates)."""
+    assert cluster.config is not None
+    await asyncio.gather(*(add_agent(cluster.config, name, password, "--role", role)
+                           for name, password, role in accounts))
+
+
+# -- 1. customer on A, agent on B ------------------------------------------------------------------------
+
+
+async def test_customer_on_one_worker_and_agent_on_another_talk_both_ways(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    cluster.configure()
+    (a, b), _ = await asyncio.gather(cluster.start(2), agents(cluster, ("wang", "password-1", "agent")))
+    customer = Widget(session)
+    await customer.connect(a.url)
+    frames = await customer.ask("转人工")
+    assert any("第 **1** 位" in t for t in replies(frames) + [f.get("text", "") for f in frames]), frames
+
+    agent = Console(b.url)
+    try:
+        await agent.log_in("wang", "password-1")
+        await agent.open_socket()
+        queue = await agent.expect(lambda f: f["type"] == "queue" and f["items"])
+        conv = queue["items"][0]["conversation_id"]
+        await agent.ws.send_json({"type": "watch", "conversation_id": conv})  # type: ignore[union-attr]
+
+        # Customer (A) → console (B), through the bus, while queued.
+        mark = agent.mark()
+        await customer.ask("我的订单还没到")
+        seen = await agent.expect(lambda f: f["type"] == "message" and f["item"].get("text") == "我的订单还没到",
+                                  since=mark)
+        assert seen["conversation_id"] == conv
+
+        # Claim on B: the customer on A is told who joined.
+        mark = customer.mark()
+        await agent.call("POST", f"/api/console/conversations/{conv}/claim")
+        joined = await customer.expect(lambda f: f["type"] == "reply" and "小王" in f["text"] or
+                                       f["type"] == "reply" and "wang" in f["text"], since=mark)
+        assert joined["from"] == "system"
+
+        # Agent (B) → customer (A).
+        mark = customer.mark()
+        await agent.call("POST", f"/api/console/conversations/{conv}/reply", {"text": "您好，我来帮您查一下。"})
+        got = await customer.expect(lambda f: f["type"] == "reply" and f["from"] == "agent", since=mark)
+        assert got["text"] == "您好，我来帮您查一下。"
+
+        # Customer (A) → agent (B) while the agent holds the conversation; the bot stays quiet.
+        mark = agent.mark()
+        frames = await customer.ask("订单号是E20261118000001")
+        assert replies(frames, "bot") == []
+        seen = await agent.expect(lambda f: f["type"] == "message" and "E20261118000001" in f["item"].get("text", ""),
+                                  since=mark)
+        assert seen["item"]["from"] == "customer"
+
+        detail = await agent.call("GET", f"/api/console/conversations/{conv}")
+        said = [(e["from"], e.get("text")) for e in detail["events"]
+                if e["type"] in ("customer_message", "agent_message")]
+        assert said == [("customer", "转人工"), ("customer", "我的订单还没到"), ("agent", "您好，我来帮您查一下。"),
+                        ("customer", "订单号是E20261118000001")]
+    finally:
+        await agent.close()
+        await customer.close()
+
+
+# -- 2. a KB edit on A answers on B ----------------------------------------------------------------------
+
+NEW_ENTRY = {"id": "zh-workers-mars", "category": "logistics", "lang": "zh", "question": "可以送货到火星基地吗",
+             "similar": ["火星基地能送货吗", "火星基地包邮吗"],
+             "answer": "您好，火星基地暂不在配送范围内，**敬请谅解**。如有其他问题，欢迎您随时咨询。"}
+
+
+async def test_kb_edit_on_one_worker_answers_on_another_within_a_second(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    cluster.configure()
+    (a, b), _ = await asyncio.gather(cluster.start(2), agents(cluster, ("boss", "password-3", "admin")))
+    customer = Widget(session)
+    await customer.connect(b.url)
+    before = replies(await customer.ask("可以送货到火星基地吗"))
+    assert not any("火星基地暂不在配送范围内" in t for t in before)
+
+    admin = Console(a.url)
+    try:
+        await admin.log_in("boss", "password-3")
+        saved = time.monotonic()
+        created = await admin.call("POST", "/api/admin/faq", NEW_ENTRY, status=201)
+        assert created["version"] == 1
+
+        async def answered_on_b() -> bool:
+            return any("火星基地暂不在配送范围内" in t for t in replies(await customer.ask("火星基地能送货吗")))
+
+        await eventually(answered_on_b, timeout=1.0, interval=0.02, what="worker B answers with the new entry")
+        assert time.monotonic() - saved < 1.0
+
+        # An edit (a new version) reaches B the same way.
+        changed = {**created, "answer": "您好，火星基地的配送**明年开通**，届时欢迎您下单。"}
+        await admin.call("PUT", f"/api/admin/faq/{NEW_ENTRY['id']}", changed)
+
+        async def edited_on_b() -> bool:
+            return any("明年开通" in t for t in replies(await customer.ask("可以送货到火星基地吗")))
+
+        await eventually(edited_on_b, timeout=1.0, interval=0.02, what="worker B answers with the edited entry")
+    finally:
+        await admin.close()
+        await customer.close()
+
+
+# -- 3. a follow-up fires once with three workers --------------------------------------------------------
+
+
+async def test_survey_fires_exactly_once_with_three_workers(cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    # Three workers on one port (SO_REUSEPORT), every one sweeping for due jobs every 0.3 s and the survey
+    # due the moment the conversation closes: all three race for it.
+    cluster.configure({"followups": {"survey_delay_minutes": 0, "sweep_seconds": 0.3, "scheduler": True}})
+    (group,), _ = await asyncio.gather(cluster.start(reuse_port=3),
+                                       agents(cluster, ("boss", "password-3", "admin")))
+    customers = [Widget(session) for _ in range(3)]
+    admin = Console(group.url)
+    try:
+        for customer in customers:
+            await customer.connect(group.url)
+            await customer.ask("可以开发票吗")
+            await customer.ask("再见")  # closes the conversation: the survey is scheduled, due now
+        await admin.log_in("boss", "password-3")
+
+        async def all_done() -> list[dict[str, Any]] | None:
+            jobs = (await admin.call("GET", "/api/followups"))["items"]
+            surveys = [j for j in jobs if j["kind"] == "survey"]
+            return surveys if len(surveys) == 3 and all(j["status"] == "done" for j in surveys) else None
+
+        surveys = await eventually(all_done, timeout=5.0, interval=0.1, what="three surveys done")
+        # Give a doubled send every chance to show up: two more sweeps on every worker.
+        await asyncio.sleep(0.7)
+        for customer in customers:
+            await customer.expect(lambda f: f["type"] == "reply" and "打个分" in f["text"], since=0)
+            sent = [f for f in customer.frames if f["type"] == "reply" and "打个分" in f["text"]]
+            assert len(sent) == 1, sent
+            assert [s["value"] for s in sent[0]["suggestions"]] == ["5", "4", "3", "2", "1"]
+            history = await customer.connect(group.url)
+            assert sum("打个分" in h["text"] for h in history if h["from"] == "bot") == 1
+        for job in surveys:
+            types = [e["type"] for e in await log_events(cluster, job["conversation_id"])]
+            assert types.count("followup_sent") == 1, types
+        # Every job record is done exactly once: one record per conversation, none left pending or running.
+        jobs = (await admin.call("GET", "/api/followups"))["items"]
+        assert sorted(j["conversation_id"] for j in jobs if j["kind"] == "survey") == sorted(
+            j["conversation_id"] for j in surveys)
+        assert {j["status"] for j in jobs if j["kind"] == "survey"} == {"done"}
+    finally:
+        await admin.close()
+        for customer in customers:
+            await customer.close()
