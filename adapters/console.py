@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "console_static"
 MAX_TEXT = 4000
 CANNED_TEMPLATES = ("greeting", "agitated", "thanks", "goodbye", "fallback", "wait_update")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 class ConsoleChannel:
     def __init__(self, settings: Settings, store: Callable[[], ConversationStore],
@@ -35,6 +37,7 @@ class ConsoleChannel:
         self._engine = engine
         self._sockets: dict[web.WebSocketResponse, tuple[Agent, set[str]]] = {}
         self._sessions = Sessions(settings.secrets.secret_key, store)
+        self._strings: dict[str, dict[str, str]] = {}
 
     @property
     def _secret(self) -> str:
@@ -46,29 +49,70 @@ class ConsoleChannel:
 
     def routes(self) -> list[web.AbstractRouteDef]:
         conv = "/api/console/conversations/{id}"
+
+        def api(handler: Any) -> Handler:
+            return self._explained(self._sessions.guard(handler))
+
         return [
             web.get("/console", self.page),
             web.static("/static/console", STATIC_DIR),
-            web.post("/api/auth/login", self.login),
-            web.post("/api/auth/logout", self.logout),
-            web.get("/api/auth/me", self._sessions.guard(self.me)),
+            web.post("/api/auth/login", self._explained(self.login)),
+            web.post("/api/auth/logout", self._explained(self.logout)),
+            web.get("/api/auth/me", api(self.me)),
             web.get("/api/console/strings", self.strings),
-            web.get("/api/console/queue", self._sessions.guard(self.queue)),
-            web.get("/api/console/conversations", self._sessions.guard(self.mine)),
-            web.get(conv, self._sessions.guard(self.detail)),
-            web.post(conv + "/claim", self._sessions.guard(self.claim)),
-            web.post(conv + "/reply", self._sessions.guard(self.reply)),
-            web.post(conv + "/note", self._sessions.guard(self.note)),
-            web.post(conv + "/transfer", self._sessions.guard(self.transfer)),
-            web.post(conv + "/release", self._sessions.guard(self.release)),
-            web.post(conv + "/close", self._sessions.guard(self.close)),
-            web.post(conv + "/typing", self._sessions.guard(self.typing)),
-            web.post("/api/console/status", self._sessions.guard(self.status)),
-            web.get("/api/console/agents", self._sessions.guard(self.agents)),
-            web.get("/api/console/canned", self._sessions.guard(self.canned)),
-            web.post("/api/console/check", self._sessions.guard(self.check)),
+            web.get("/api/console/queue", api(self.queue)),
+            web.get("/api/console/conversations", api(self.mine)),
+            web.get(conv, api(self.detail)),
+            web.post(conv + "/claim", api(self.claim)),
+            web.post(conv + "/reply", api(self.reply)),
+            web.post(conv + "/note", api(self.note)),
+            web.post(conv + "/transfer", api(self.transfer)),
+            web.post(conv + "/release", api(self.release)),
+            web.post(conv + "/close", api(self.close)),
+            web.post(conv + "/typing", api(self.typing)),
+            web.post("/api/console/status", api(self.status)),
+            web.get("/api/console/agents", api(self.agents)),
+            web.get("/api/console/canned", api(self.canned)),
+            web.post("/api/console/check", api(self.check)),
             web.get("/ws/console", self.socket),
         ]
+
+    # -- errors a person can read ------------------------------------------------------------------
+
+    def _explained(self, handler: Handler) -> Handler:
+        """Every JSON error of the console API also carries "message", in the caller's language.
+
+        Codes stay the contract for code; the message (console.json "err.<code>") is for the person.
+        """
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400 or exc.content_type != "application/json":
+                    raise
+                response = web.Response(status=exc.status, text=exc.text, content_type="application/json")
+            if isinstance(response, web.Response) and response.status >= 400 \
+                    and response.content_type == "application/json" and response.text:
+                try:
+                    body = json.loads(response.text)
+                except ValueError:
+                    return response
+                if isinstance(body, dict) and isinstance(body.get("error"), str) and "message" not in body:
+                    body["message"] = self.error_message(body["error"], _accepted_lang(request))
+                    response.text = json.dumps(body, ensure_ascii=False)
+            return response
+        return wrapped
+
+    def error_message(self, code: str, lang: str) -> str:
+        strings = self._console_strings(lang)
+        text = strings.get(f"err.{code}") or strings.get("err.generic", "{code}")
+        return text.replace("{code}", code)
+
+    def _console_strings(self, lang: str) -> dict[str, str]:
+        if lang not in self._strings:
+            path = self._settings.path("reply_templates") / lang / "console.json"
+            self._strings[lang] = json.loads(path.read_text(encoding="utf-8"))
+        return self._strings[lang]
 
     # -- auth ---------------------------------------------------------------------------------------
 
@@ -232,28 +276,44 @@ class ConsoleChannel:
         return ws
 
     async def on_bus(self, payload: dict[str, Any]) -> None:
-        """A console event from any worker: forward it to the consoles this worker holds."""
+        """A console event from any worker: forward it to the consoles this worker holds that need it."""
         if not self._sockets:
             return
         kind = payload.get("kind")
+        conv = payload.get("conversation_id")
         if kind == "queue":
             frame: dict[str, Any] = {"type": "queue", "items": await self._desk.queue()}
             targets = list(self._sockets)
-        elif kind == "message":
-            conv = payload["conversation_id"]
+        elif kind == "message" and isinstance(conv, str):
             frame = {"type": "message", "conversation_id": conv, "item": payload["item"]}
-            targets = [ws for ws, (_, watched) in self._sockets.items() if conv in watched]
+            targets = self._watching(conv)
             if payload["item"].get("note") and self._settings.handoff.notes_private:
                 author = payload["item"].get("agent")
                 targets = [ws for ws in targets if self._sockets[ws][0].username == author
                            or self._sockets[ws][0].role == "admin"]
-        elif kind in ("conversation", "alert", "typing"):
-            frame = {"type": kind, **{k: v for k, v in payload.items() if k != "kind"}}
+        elif kind == "conversation":
+            frame = {"type": "conversation", **{k: v for k, v in payload.items() if k != "kind"}}
             targets = list(self._sockets)
+        elif kind == "typing" and isinstance(conv, str):
+            # Only consoles that have the conversation open or hold it: typing is noise to everyone else.
+            frame = {"type": "typing", "conversation_id": conv, "from": payload.get("from", "customer"),
+                     "on": bool(payload.get("on"))}
+            targets = self._watching(conv)
+        elif kind == "alert":
+            # Bus payloads name the alert in "alert" ("kind" routes the bus message); frames call it "kind".
+            # Supervisors (admins) see every alert; an agent sees those about a conversation they hold.
+            frame = {"type": "alert", "kind": payload.get("alert"), "conversation_id": conv,
+                     **{k: v for k, v in payload.items() if k in ("minutes", "ticket_id")}}
+            holder = await self._desk.holder(conv) if isinstance(conv, str) else None
+            targets = [ws for ws, (agent, _) in self._sockets.items()
+                       if agent.role == "admin" or (holder is not None and agent.username == holder)]
         else:
             return
         for ws in targets:
             await send_json(ws, frame)
+
+    def _watching(self, conversation_id: str) -> list[web.WebSocketResponse]:
+        return [ws for ws, (_, watched) in self._sockets.items() if conversation_id in watched]
 
     async def close_all(self) -> None:
         for ws in list(self._sockets):
@@ -266,6 +326,15 @@ def _text(body: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         raise web.HTTPBadRequest(text=json.dumps({"error": "bad_text"}), content_type="application/json")
     return text
+
+
+def _accepted_lang(request: web.Request) -> str:
+    """zh or en: ?lang= first, else the first language the browser accepts."""
+    forced = request.query.get("lang")
+    if forced in ("zh", "en"):
+        return forced
+    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
+    return "en" if first.startswith("en") else "zh"
 
 
 def _lang(value: object) -> str:

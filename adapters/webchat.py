@@ -21,6 +21,7 @@ from adapters.metrics import Metrics, timer
 from adapters.wsutil import send_json
 from bot.clock import Clock
 from bot.config import Settings
+from bot.conversation import conversation_id
 from bot.engine import ConversationEngine
 from bot.models import IncomingMessage, Reply, Suggestion
 from bot.storage.base import StoreError
@@ -83,12 +84,19 @@ class WebchatChannel:
         lang = _lang(request.query.get("lang"), self._settings.shop.default_lang)
         strings_path = self._settings.path("reply_templates") / lang / "widget.json"
         strings = json.loads(strings_path.read_text(encoding="utf-8"))
-        return web.json_response({
+        response = web.json_response({
             "shop_name": self._settings.shop.display_name(lang),
             "lang": lang,
             "strings": strings,
             "max_message_chars": self._conf.max_message_chars,
         })
+        # The widget on a shop page of another origin fetches this without credentials: allow exactly the
+        # configured origins (never "*"), and tell caches the answer depends on Origin.
+        origin = request.headers.get("Origin")
+        response.headers["Vary"] = "Origin"
+        if origin is not None and origin in self._conf.allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        return response
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
         if not self._origin_allowed(request):
@@ -116,7 +124,8 @@ class WebchatChannel:
                 elif kind == "ping":
                     await send_json(ws, {"type": "pong"})
                 elif kind == "typing":
-                    continue
+                    if visitor is not None and isinstance(data.get("on"), bool):
+                        await self._typing(visitor, data["on"])
                 elif kind == "message":
                     if visitor is None:
                         await self._error(ws, "not_ready", lang, _client_id(data))
@@ -179,6 +188,13 @@ class WebchatChannel:
                 for reply in outcome.replies:
                     await send_json(other, reply_frame(reply, at, reply_to=client_id))
         await send_json(ws, {"type": "typing", "from": "bot", "on": False})
+
+    async def _typing(self, visitor: str, on: bool) -> None:
+        """The customer's typing, for an agent holding (or looking at a queued) conversation; never an error."""
+        try:
+            await self._engine().desk.customer_typing(conversation_id(CHANNEL, visitor), on)
+        except StoreError:
+            logger.info("store unavailable: customer typing not forwarded")
 
     async def _error(self, ws: web.WebSocketResponse, code: str, lang: str, client_id: str | None,
                      **context: Any) -> None:

@@ -95,10 +95,11 @@ class HandoffDesk:
             state = await self._state(conversation_id)
             await self._store.record_put("assignment", conversation_id,
                                          {"conversation_id": conversation_id, "agent": agent.username})
-            await self._append(conversation_id, ev.AGENT_JOINED, agent=agent.username,
-                               waited_seconds=_seconds_since(state.waiting_since, self._clock.now()))
-            await self._tell(conversation_id, state, "agent_joined", agent_name=agent.display_name)
+            joined = await self._append(conversation_id, ev.AGENT_JOINED, agent=agent.username,
+                                        waited_seconds=_seconds_since(state.waiting_since, self._clock.now()))
+            told = await self._tell(conversation_id, state, "agent_joined", agent_name=agent.display_name)
         await self._publish("queue")
+        await self.publish_events(conversation_id, [joined, told])
         await self._publish("conversation", conversation_id=conversation_id, status="agent", agent=agent.username)
         await self._notify_positions()
 
@@ -129,21 +130,26 @@ class HandoffDesk:
         if await self._active_count(target.username) >= target.max_concurrent:
             raise HandoffError("limit_reached")
         async with self._locks.hold(conversation_id):
-            await self._holding(conversation_id, agent)
+            state = await self._holding(conversation_id, agent)
             await self._store.record_put("assignment", conversation_id,
                                          {"conversation_id": conversation_id, "agent": target.username})
-            await self._append(conversation_id, ev.TRANSFERRED, **{"from": agent.username, "to": target.username})
+            # The event keeps the holder as "from" (the log's shape); console items call it "from_agent".
+            moved = await self._append(conversation_id, ev.TRANSFERRED, **{"from": state.agent or agent.username,
+                                                                          "to": target.username, "by": agent.username})
+            told = await self._tell(conversation_id, state, "transferred", agent_name=target.display_name)
+        await self.publish_events(conversation_id, [moved, told])
         await self._publish("conversation", conversation_id=conversation_id, status="agent", agent=target.username,
-                            transferred_from=agent.username)
+                            transferred_from=state.agent or agent.username)
 
     async def release(self, conversation_id: str, agent: Agent) -> None:
         """Hand the conversation back to the bot."""
         async with self._locks.hold(conversation_id):
             state = await self._holding(conversation_id, agent)
             await self._store.record_delete("assignment", conversation_id)
-            await self._append(conversation_id, ev.RELEASED, agent=agent.username)
-            await self._tell(conversation_id, state, "released_to_bot")
+            released = await self._append(conversation_id, ev.RELEASED, agent=agent.username)
+            told = await self._tell(conversation_id, state, "released_to_bot")
         self._note_handled(state)
+        await self.publish_events(conversation_id, [released, told])
         await self._publish("conversation", conversation_id=conversation_id, status="bot", agent=None)
 
     async def close(self, conversation_id: str, agent: Agent, *, resolved: bool, category: str | None) -> None:
@@ -152,17 +158,32 @@ class HandoffDesk:
         async with self._locks.hold(conversation_id):
             state = await self._holding(conversation_id, agent)
             await self._store.record_delete("assignment", conversation_id)
-            await self._tell(conversation_id, state, "goodbye")
+            told = await self._tell(conversation_id, state, "goodbye")
             closed = await self._append(conversation_id, ev.CLOSED, by=agent.username, resolved=resolved,
                                         category=category, complaint=bool(state.complaints))
         self._note_handled(state)
         if self.on_closed is not None:
             await self.on_closed(conversation_id, state, [closed])
+        await self.publish_events(conversation_id, [told, closed])
         await self._publish("conversation", conversation_id=conversation_id, status="closed", agent=None)
 
     async def typing(self, conversation_id: str, agent: Agent, on: bool) -> None:
         await self._holding(conversation_id, agent)
         await self._delivery_typing(conversation_id, on)
+
+    async def customer_typing(self, conversation_id: str, on: bool) -> None:
+        """The customer is typing: consoles watching a queued or agent-held conversation show it.
+
+        A conversation with the bot publishes nothing, so a chatty widget costs a state lookup, not bus traffic.
+        """
+        state = await self._state(conversation_id)
+        if state.status in ("queued", "agent"):
+            await self._publish("typing", conversation_id=conversation_id, **{"from": "customer"}, on=on)
+
+    async def holder(self, conversation_id: str) -> str | None:
+        """The username of the agent holding the conversation, if one does."""
+        state = await self._state(conversation_id)
+        return state.agent if state.status == "agent" else None
 
     # -- views for the console ---------------------------------------------------------------------
 
@@ -248,15 +269,16 @@ class HandoffDesk:
                                            [Event(conversation_id, type_, self._clock.now(), data)])
         return event
 
-    async def _tell(self, conversation_id: str, state: ConversationState, template: str, **context: Any) -> None:
+    async def _tell(self, conversation_id: str, state: ConversationState, template: str, **context: Any) -> Event:
         """A system message to the customer, logged as a bot reply so the history shows it."""
         lang = state.lang or self._default_lang
         text = self._renderer.render(template, lang, **context)
         if state.traditional and lang == "zh":
             text = to_traditional(text)
-        await self._append(conversation_id, ev.BOT_REPLY, text=text, template=template, intent="handoff",
-                           suggestions=[])
+        event = await self._append(conversation_id, ev.BOT_REPLY, text=text, template=template, intent="handoff",
+                                   suggestions=[])
         await self._delivery.send(conversation_id, [Reply(text=text, sender="system", lang=lang)])
+        return event
 
     async def _notify_positions(self) -> None:
         """Tell every queued customer their new place after the queue moved."""
@@ -291,13 +313,18 @@ class HandoffDesk:
 
 
 def console_item(e: Event) -> dict[str, Any] | None:
-    """One event as the console shows it (everything an agent needs, customer data masked where shown)."""
+    """One event as the console shows it: everything an agent needs, the customer's personal data masked.
+
+    Phone, ID and e-mail numbers in customer and bot texts are masked (bot/privacy.py): an agent answers the
+    question without them, and a callback uses the contact on the conversation's ticket, the one place it is
+    shown whole. Agent replies and internal notes are the agents' own words and are shown as written.
+    """
     d = e.data
     base: dict[str, Any] = {"seq": e.seq, "type": e.type, "at": e.at.isoformat()}
     if e.type == ev.CUSTOMER_MESSAGE:
-        return {**base, "from": "customer", "text": d.get("text", ""), "kind": d.get("kind", "text")}
+        return {**base, "from": "customer", "text": mask(d.get("text", "")), "kind": d.get("kind", "text")}
     if e.type == ev.BOT_REPLY:
-        return {**base, "from": "bot", "text": d.get("text", ""), "faq_id": d.get("faq_id"),
+        return {**base, "from": "bot", "text": mask(d.get("text", "")), "faq_id": d.get("faq_id"),
                 "score": d.get("score"), "candidates": d.get("candidates", []), "intent": d.get("intent")}
     if e.type == ev.AGENT_MESSAGE:
         return {**base, "from": "agent", "agent": d.get("agent"), "text": d.get("text", "")}
@@ -305,7 +332,11 @@ def console_item(e: Event) -> dict[str, Any] | None:
         return {**base, "from": "agent", "agent": d.get("agent"), "text": d.get("text", ""), "note": True}
     if e.type in (ev.QUEUED, ev.AGENT_JOINED, ev.TRANSFERRED, ev.RELEASED, ev.CLOSED, ev.HANDOFF_REQUESTED,
                   ev.COMPLAINT, ev.TICKET_CREATED, ev.HANDOFF_CANCELLED, ev.RATING):
-        return {**base, "from": "system", **{k: v for k, v in d.items() if k != "text"}}
+        # "from" is the item's sender ("system"); a transfer's previous holder becomes "from_agent".
+        data = {k: mask(v) if isinstance(v, str) else v for k, v in d.items() if k not in ("text", "from")}
+        if e.type == ev.TRANSFERRED:
+            data["from_agent"] = d.get("from")
+        return {**base, "from": "system", **data}
     return None
 
 

@@ -304,7 +304,9 @@
 
   function errorText(res) {
     const code = (res.data && res.data.error) || (res.status === 0 ? 'network' : `http_${res.status}`);
-    return has(`err.${code}`) ? t(`err.${code}`) : t('err.generic', { code });
+    if (has(`err.${code}`)) return t(`err.${code}`);
+    const message = res.data && typeof res.data.message === 'string' ? res.data.message.trim() : '';
+    return message || t('err.generic', { code });
   }
 
   function toast(text, kind) {
@@ -572,7 +574,7 @@
   // alerts (supervisors see all; an agent sees those about conversations they hold)
 
   function onAlert(frame) {
-    const kind = frame.kind || frame.alert || 'generic';
+    const kind = frame.kind || 'generic';
     const id = frame.conversation_id;
     const concernsMe = state.mine.some((c) => c.conversation_id === id && c.agent === state.me.username);
     if (state.me.role !== 'admin' && !concernsMe) return;
@@ -946,8 +948,7 @@
       case 'queued': return t('sys.queued', { priority: label('priority.', item.priority || 'normal') });
       case 'agent_joined': return t('sys.agent_joined', { agent: agentName(item.agent) });
       case 'transferred': {
-        const from = item.from !== 'system' ? item.from : item.by;
-        return t('sys.transferred', { from: agentName(from), to: agentName(item.to) });
+        return t('sys.transferred', { from: agentName(item.from_agent || item.by), to: agentName(item.to) });
       }
       case 'released': return t('sys.released', { agent: agentName(item.agent) });
       case 'closed':
