@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from bot import appkeys
 from bot.app import create_app
 from bot.auth import create_agent
 from bot.config import Settings
 from bot.storage.sqlite import SqliteStore
 from tests.adapters.test_webchat import hello, send
+from tests.conftest import SHANGHAI
 from tests.fakes import FakeClock
 
 H = {"X-Requested-With": "kefu"}
@@ -178,6 +182,242 @@ async def test_canned_replies_and_live_norms_check(client: Client) -> None:
         assert {a["username"] for a in agents["items"]} == {"wang", "li", "boss"}
     finally:
         await wang.close()
+
+
+async def _console(session: aiohttp.ClientSession, *watch: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect("/ws/console")
+    assert (await ws.receive_json(timeout=5))["type"] == "queue"
+    for conv in watch:
+        await ws.send_json({"type": "watch", "conversation_id": conv})
+    await ws.send_json({"type": "ping"})
+    await _until(ws, lambda f: f["type"] == "pong")  # the watches are in before the pong
+    return ws
+
+
+async def _quiet(ws: aiohttp.ClientWebSocketResponse, *also: aiohttp.ClientWebSocketResponse,
+                 client: Client) -> list[dict[str, Any]]:
+    """Every frame the console (and `also`) got so far: a sentinel published on the bus now arrives after
+    everything published before it (one bus, handled in order), so waiting for it drains the rest."""
+    marker = f"sentinel-{id(ws)}-{len(also)}"
+    await client.app[appkeys.STORE].publish("console", {"kind": "conversation", "conversation_id": marker})
+    frames = (await _until(ws, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation"))[:-1]
+    for other in also:
+        await _until(other, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation")
+    return frames
+
+
+async def _until(ws: aiohttp.ClientWebSocketResponse, pred: Any) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = await ws.receive_json(timeout=5)
+        frames.append(frame)
+        if pred(frame):
+            return frames
+
+
+async def _newest_in_queue(session: aiohttp.ClientSession) -> str:
+    items = (await (await session.get("/api/console/queue")).json())["items"]
+    return str(items[-1]["conversation_id"])
+
+
+async def test_every_transition_reaches_a_watching_console_as_items(client: Client) -> None:
+    """Claim, transfer, release and close each push their log items (and the customer's notice) live."""
+    customer = await client.ws_connect("/ws/chat")
+    await hello(customer)
+    await send(customer, "c-1", "转人工")
+    wang = await log_in(client, "wang", "password-1")
+    li = await log_in(client, "li", "password-2")
+    try:
+        conv = await _newest_in_queue(wang)
+        console = await _console(wang, conv)
+        assert (await wang.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
+        items = [f["item"] for f in await _quiet(console, client=client) if f["type"] == "message"]
+        assert [i["type"] for i in items] == ["agent_joined", "bot_reply"]
+        assert items[0]["agent"] == "wang" and "小王" in items[1]["text"]
+
+        assert (await wang.post(f"/api/console/conversations/{conv}/transfer", json={"to": "li"},
+                                headers=H)).status == 200
+        frames = await _quiet(console, client=client)
+        moved = next(f["item"] for f in frames if f["type"] == "message" and f["item"]["type"] == "transferred")
+        # The item's sender stays "system"; the previous holder is "from_agent" (it used to overwrite "from").
+        assert (moved["from"], moved["from_agent"], moved["to"]) == ("system", "wang", "li")
+        told = await _next_ws(customer, lambda f: f["type"] == "reply" and "小李" in f["text"])
+        assert told["from"] == "system"
+        conversation = next(f for f in frames if f["type"] == "conversation")
+        assert conversation == {"type": "conversation", "conversation_id": conv, "status": "agent", "agent": "li",
+                                "transferred_from": "wang"}
+        detail = await (await li.get(f"/api/console/conversations/{conv}")).json()
+        assert [e for e in detail["events"] if e["type"] == "transferred"][0]["from"] == "system"
+
+        li_console = await _console(li, conv)
+        assert (await li.post(f"/api/console/conversations/{conv}/release", headers=H)).status == 200
+        items = [f["item"] for f in await _quiet(li_console, client=client) if f["type"] == "message"]
+        assert [i["type"] for i in items] == ["released", "bot_reply"]
+
+        await send(customer, "c-2", "转人工")
+        assert (await li.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
+        await _quiet(li_console, client=client)
+        assert (await li.post(f"/api/console/conversations/{conv}/close",
+                              json={"resolved": True, "category": None}, headers=H)).status == 200
+        items = [f["item"] for f in await _quiet(li_console, client=client) if f["type"] == "message"]
+        assert [i["type"] for i in items] == ["bot_reply", "closed"]
+        assert "感谢您的咨询" in items[0]["text"] and items[1]["resolved"] is True
+        await console.close()
+        await li_console.close()
+    finally:
+        await wang.close()
+        await li.close()
+        await customer.close()
+
+
+async def test_customer_typing_reaches_only_consoles_watching_a_handed_over_conversation(client: Client) -> None:
+    customer = await client.ws_connect("/ws/chat")
+    await hello(customer)
+    await send(customer, "c-1", "转人工")
+    wang = await log_in(client, "wang", "password-1")
+    li = await log_in(client, "li", "password-2")
+    try:
+        conv = await _newest_in_queue(wang)
+        watching = await _console(wang, conv)
+        elsewhere = await _console(li)
+        await customer.send_json({"type": "typing", "on": True})
+        [typing] = [f for f in await _until(watching, lambda f: f["type"] == "typing")]
+        assert typing == {"type": "typing", "conversation_id": conv, "from": "customer", "on": True}
+        await customer.send_json({"type": "typing", "on": False})
+        assert (await _until(watching, lambda f: f["type"] == "typing"))[-1]["on"] is False
+        assert not [f for f in await _quiet(elsewhere, client=client) if f["type"] == "typing"]
+        # A bad typing frame is ignored, the socket stays up.
+        await customer.send_json({"type": "typing", "on": "yes"})
+        await customer.send_json({"type": "ping"})
+        assert await customer.receive_json(timeout=5) == {"type": "pong"}
+
+        # Back with the bot: typing is nobody's business.
+        assert (await wang.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
+        assert (await wang.post(f"/api/console/conversations/{conv}/release", headers=H)).status == 200
+        await _quiet(watching, client=client)
+        await customer.send_json({"type": "typing", "on": True})
+        await customer.send_json({"type": "ping"})
+        await _next_ws(customer, lambda f: f["type"] == "pong")
+        assert not [f for f in await _quiet(watching, client=client) if f["type"] == "typing"]
+        await watching.close()
+        await elsewhere.close()
+    finally:
+        await wang.close()
+        await li.close()
+        await customer.close()
+
+
+async def test_wait_alerts_use_kind_and_reach_supervisors_and_the_holding_agent_only(
+        client: Client, clock: FakeClock) -> None:
+    waiting = await client.ws_connect("/ws/chat")
+    await hello(waiting)
+    await send(waiting, "a-1", "转人工")
+    held = await client.ws_connect("/ws/chat")
+    await hello(held)
+    await send(held, "b-1", "转人工")
+    wang = await log_in(client, "wang", "password-1")
+    li = await log_in(client, "li", "password-2")
+    boss = await log_in(client, "boss", "password-3")
+    try:
+        queue = (await (await wang.get("/api/console/queue")).json())["items"]
+        queued_conv, held_conv = queue[0]["conversation_id"], queue[1]["conversation_id"]
+        assert (await wang.post(f"/api/console/conversations/{held_conv}/claim", headers=H)).status == 200
+        consoles = {name: await _console(session) for name, session in (("wang", wang), ("li", li), ("boss", boss))}
+        clock.advance(minutes=6)
+        # The real producer: the follow-up sweep publishes {"kind": "alert", "alert": "wait_exceeded", …}.
+        assert await client.app[appkeys.ENGINE].followups.check_waits() == 2
+        got = {name: [f for f in await _quiet(ws, client=client) if f["type"] == "alert"]
+               for name, ws in consoles.items()}
+        assert sorted(a["conversation_id"] for a in got["boss"]) == sorted([queued_conv, held_conv])
+        assert [a["conversation_id"] for a in got["wang"]] == [held_conv]
+        assert got["li"] == []
+        alert = got["wang"][0]
+        assert alert == {"type": "alert", "kind": "wait_exceeded", "conversation_id": held_conv, "minutes": 6}
+        for ws in consoles.values():
+            await ws.close()
+    finally:
+        for session in (wang, li, boss):
+            await session.close()
+        await waiting.close()
+        await held.close()
+
+
+async def test_errors_carry_a_message_a_person_can_read(client: Client) -> None:
+    anonymous = await client.get("/api/console/queue")
+    body = await anonymous.json()
+    assert anonymous.status == 401 and body["error"] == "login_required" and "登录" in body["message"]
+    english = await (await client.get("/api/console/queue", headers={"Accept-Language": "en-US,en;q=0.9"})).json()
+    assert "sign in" in english["message"]
+    wrong = await client.post("/api/auth/login", json={"username": "wang", "password": "nope"}, headers=H)
+    assert (await wrong.json())["message"] == "用户名或密码不正确。"
+    no_csrf = await client.post("/api/auth/login", json={"username": "wang", "password": "password-1"})
+    assert no_csrf.status == 403 and (await no_csrf.json())["message"]
+
+    customer = await client.ws_connect("/ws/chat")
+    await hello(customer)
+    await send(customer, "c-1", "转人工")
+    wang = await log_in(client, "wang", "password-1")
+    li = await log_in(client, "li", "password-2")
+    try:
+        conv = await _newest_in_queue(wang)
+        assert (await wang.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
+        late = await li.post(f"/api/console/conversations/{conv}/claim", headers=H)
+        assert late.status == 409 and await late.json() == {"error": "already_claimed",
+                                                            "message": "该会话已被其他同事接入。"}
+        for resp, code in (
+            (await li.post(f"/api/console/conversations/{conv}/reply", json={"text": "您好"}, headers=H),
+             "not_your_conversation"),
+            (await wang.post(f"/api/console/conversations/{conv}/reply", json={"text": " "}, headers=H), "bad_text"),
+            (await wang.post(f"/api/console/conversations/{conv}/reply", data="{oops", headers=H), "bad_json"),
+            (await wang.post(f"/api/console/conversations/{conv}/transfer", json={"to": "ghost"}, headers=H),
+             "unknown_agent"),
+            (await wang.get("/api/console/conversations/web:nobody"), "not_found"),
+        ):
+            body = await resp.json()
+            assert resp.status >= 400 and body["error"] == code and body["message"], (code, body)
+            assert "{" not in body["message"]
+        unknown = await wang.post(f"/api/console/conversations/{conv}/close",
+                                  json={"resolved": True, "category": "weather"}, headers={**H, "Accept-Language": "en"})
+        assert (await unknown.json())["message"] == "Invalid complaint category."
+    finally:
+        await wang.close()
+        await li.close()
+        await customer.close()
+
+
+async def test_console_masks_phone_and_id_numbers_but_the_callback_ticket_keeps_the_contact(
+        aiohttp_client: AiohttpClient, settings: Settings, store: SqliteStore) -> None:
+    """Agents answer without the customer's numbers; a callback needs the contact, so its ticket shows it."""
+    night = FakeClock(datetime(2026, 11, 24, 23, 30, tzinfo=SHANGHAI))
+    await create_agent(store, "wang", "password-1", display_name="小王")
+    client = await aiohttp_client(create_app(settings, store=store, clock=night))
+    customer = await client.ws_connect("/ws/chat")
+    token = (await hello(customer))["token"]
+    phone, id_number = "13912345678", "110101199003071234"
+    await send(customer, "c-0", f"我的身份证是{id_number}")
+    await send(customer, "c-1", "转人工")
+    await send(customer, "c-2", f"电话 {phone}")
+    await send(customer, "c-3", f"空调不制冷，请打 {phone} 约维修")
+    wang = await log_in(client, "wang", "password-1")
+    try:
+        [item] = (await (await wang.get("/api/console/queue")).json())["items"]
+        assert item["priority"] == "callback"
+        assert phone not in item["preview"] and "139****5678" in item["preview"]
+        conv = item["conversation_id"]
+        detail = await (await wang.get(f"/api/console/conversations/{conv}")).json()
+        shown = json.dumps(detail["events"], ensure_ascii=False)
+        assert phone not in shown and id_number not in shown
+        assert "139****5678" in shown and "1101**********1234" in shown
+        [ticket] = detail["tickets"]
+        assert ticket["contact"] == phone  # the one place it is whole: the agent calls back
+        # The customer's own history is theirs, unmasked.
+        again = await client.ws_connect("/ws/chat")
+        history = (await hello(again, token))["history"]
+        assert any(id_number in h["text"] for h in history)
+        await again.close()
+    finally:
+        await wang.close()
+        await customer.close()
 
 
 async def _next(ws: aiohttp.ClientWebSocketResponse, type_: str) -> dict[str, Any]:

@@ -203,3 +203,29 @@ async def test_shutdown_tells_widgets_to_reconnect(aiohttp_client: AiohttpClient
     await ws.close()
     await closing
 
+
+
+async def test_config_allows_only_the_configured_origins_cross_origin(
+        aiohttp_client: AiohttpClient, settings: Settings, store: SqliteStore, clock: FakeClock) -> None:
+    shop = "https://shop.example"
+    embedded = replace(settings, channels=replace(
+        settings.channels, webchat=replace(settings.channels.webchat, allowed_origins=(shop,))))
+    client = await aiohttp_client(create_app(embedded, store=store, clock=clock))
+    allowed = await client.get("/api/webchat/config?lang=zh", headers={"Origin": shop})
+    assert allowed.status == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == shop
+    assert "Origin" in allowed.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in allowed.headers  # the widget fetches without credentials
+    for origin in ("https://evil.example", "null", "https://shop.example.evil.example"):
+        refused = await client.get("/api/webchat/config", headers={"Origin": origin})
+        assert refused.status == 200 and "Access-Control-Allow-Origin" not in refused.headers
+    same = await client.get("/api/webchat/config")
+    assert "Access-Control-Allow-Origin" not in same.headers
+    # The socket takes the same origin list.
+    async with client.ws_connect("/ws/chat", headers={"Origin": shop}) as ws:
+        await hello(ws)
+
+
+async def test_default_config_sends_no_cors_header(client: Client) -> None:
+    resp = await client.get("/api/webchat/config", headers={"Origin": "https://shop.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
