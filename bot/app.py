@@ -8,6 +8,7 @@ from datetime import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from adapters.admin import AdminApi
@@ -15,10 +16,13 @@ from adapters.console import ConsoleChannel
 from adapters.metrics import Metrics
 from adapters.session import Sessions
 from adapters.webchat import WebchatChannel
+from adapters.wechat import WechatChannel, unix_clock
+from adapters.wechat_api import WechatApi
 from bot import appkeys
 from bot.assemble import build_engine
 from bot.auth import Agent
 from bot.delivery import DELIVER_TOPIC, BusOutbox, Delivery
+from bot.outbox import Outbox
 from bot.handoff import CONSOLE_TOPIC
 from bot.kbadmin import KB_TOPIC, FaqAdmin, load_or_seed
 from bot.knowledge import KnowledgeBase, load_dir
@@ -71,10 +75,30 @@ def create_app(
         if store is None:
             await app[appkeys.STORE].close()
 
+    wechat: WechatChannel | None = None
+    if settings.channels.wechat.enabled:
+        wechat = WechatChannel(settings, store=lambda: app[appkeys.STORE], engine=lambda: app[appkeys.ENGINE],
+                               api=lambda: app[appkeys.WECHAT_API], clock=clock)
+        app[appkeys.WECHAT] = wechat
+
+    async def wechat_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The customer-service API client; its token is shared through the store, so this follows store_ctx."""
+        conf = settings.channels.wechat
+        async with aiohttp.ClientSession() as session:
+            app[appkeys.WECHAT_API] = WechatApi(session, api_base=conf.api_base, app_id=conf.app_id,
+                                                app_secret=settings.secrets.wechat_app_secret,
+                                                cache=app[appkeys.STORE], clock=unix_clock(clock))
+            yield
+            # Late answers still being pushed need the session and the store: finish them first.
+            await app[appkeys.WECHAT].close()
+
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         store_ = app[appkeys.STORE]
         kb = await load_kb(settings, store_, clock)
-        delivery = Delivery({"web": BusOutbox(store_, "web")})
+        outboxes: dict[str, Outbox] = {"web": BusOutbox(store_, "web")}
+        if wechat is not None:
+            outboxes["wechat"] = wechat
+        delivery = Delivery(outboxes)
         engine = build_engine(settings, store_, clock, kb=kb, delivery=delivery)
         app[appkeys.ENGINE] = engine
         app[appkeys.FAQ] = FaqAdmin(store_, clock, engine, near_duplicate_score=settings.matcher.answer_threshold)
@@ -122,6 +146,8 @@ def create_app(
 
     # Order matters: teardown runs in reverse, so timers, bus and engine stop before the store closes.
     app.cleanup_ctx.append(store_ctx)
+    if wechat is not None:
+        app.cleanup_ctx.append(wechat_ctx)
     app.cleanup_ctx.append(engine_ctx)
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(scheduler_ctx)
@@ -147,6 +173,8 @@ def create_app(
         app.router.add_routes(webchat.routes())
         handlers[DELIVER_TOPIC].append(webchat.on_deliver)
         closers.append(webchat.close_all)
+    if wechat is not None:
+        app.router.add_routes(wechat.routes())
 
     async def close_sockets(app: web.Application) -> None:
         for close in closers:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from adapters.wechat import WechatChannel
+from adapters.wechat_api import WechatApi
+
 from bot.clock import Clock
 from bot.config import Settings
 from bot.engine import ConversationEngine
@@ -17,3 +20,5 @@ STORE = web.AppKey("store", ConversationStore)
 ENGINE = web.AppKey("engine", ConversationEngine)
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
 FAQ = web.AppKey("faq", FaqAdmin)
+WECHAT_API = web.AppKey("wechat_api", WechatApi)
+WECHAT = web.AppKey("wechat", WechatChannel)
