@@ -38,6 +38,41 @@ class LiveApp:
     store: SqliteStore
 
 
+class LiveServer:
+    """The real app on a fixed loopback port that a test can stop and start again (a server restart).
+
+    The store outlives the app, as a database outlives a server process, so a restarted server sees
+    the same conversations and visitor tokens (same secret key).
+    """
+
+    def __init__(self, settings: Settings, store: SqliteStore, clock: SystemClock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.port = 0
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.app = create_app(self.settings, store=self.store, clock=self.clock)
+        self._runner = web.AppRunner(self.app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Graceful shutdown: open sockets are closed with 1001 (going away), then the port is released."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self.app = None
+
+
 @pytest.fixture
 async def live_app(settings: Settings, tmp_path: Path) -> AsyncIterator[LiveApp]:
     """The real app on 127.0.0.1:<free port>, a file-backed SQLite store, three accounts, the small KB.
@@ -60,6 +95,24 @@ async def live_app(settings: Settings, tmp_path: Path) -> AsyncIterator[LiveApp]
         yield LiveApp(f"http://{host}:{port}", store)
     finally:
         await runner.cleanup()
+        await store.close()
+
+
+@pytest.fixture
+async def live_shop(settings: Settings, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """The real app with the sample shop's knowledge base (knowledge_base/), restartable, no accounts.
+
+    Follow-ups are left to the test (no timers) and quiet hours are off, so a survey can be run at once.
+    """
+    settings = replace(settings, shop=replace(settings.shop, business_hours="00:00-24:00"))
+    clock = SystemClock(settings.shop.tz)
+    store = SqliteStore(str(tmp_path / "shop.sqlite3"), clock)
+    server = LiveServer(settings, store, clock)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
         await store.close()
 
 
