@@ -146,7 +146,9 @@ class ConversationEngine:
         conv = conversation_id(msg.channel, msg.customer_id)
         dedup_key = f"dedup:{conv}:{msg.channel_msg_id}" if msg.channel_msg_id else None
         if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
-            return await self._earlier_result(dedup_key)
+            earlier = await self._earlier_result(conv, dedup_key, msg.channel_msg_id)
+            if earlier is not None:
+                return earlier
         try:
             async with self._locks.hold(conv):
                 state = await self._states.get(conv)
@@ -170,7 +172,9 @@ class ConversationEngine:
             await self.desk.publish_events(conv, stored)
         return Outcome(turn.replies, duplicate=False)
 
-    async def _earlier_result(self, dedup_key: str) -> Outcome:
+    async def _earlier_result(self, conv: str, dedup_key: str, msg_id: str | None) -> Outcome | None:
+        """The first delivery's result; None when its worker died between claiming and storing the message
+        (a kill -9, or a store lost in between): then this call takes the message over, once."""
         waited = 0.0
         while waited < DEDUP_WAIT:
             cached = await self._store.cache_get(dedup_key)
@@ -178,6 +182,15 @@ class ConversationEngine:
                 return Outcome(decode_replies(cached), duplicate=True)
             await asyncio.sleep(DEDUP_POLL)
             waited += DEDUP_POLL
+        # Stored but its replies not cached (the worker died just after): a repeat, nothing lost.
+        if any(e.type == ev.CUSTOMER_MESSAGE and e.data.get("channel_msg_id") == msg_id
+               for e in await self._store.events(conv)):
+            return Outcome([], duplicate=True)
+        # Never stored, and no worker has finished it in DEDUP_WAIT: one retry (of possibly several racing)
+        # takes it over; the others report a repeat.
+        if await self._store.cache_add(f"takeover:{dedup_key}", "1", self._dedup_ttl):
+            logger.warning("message %s was claimed but never stored: taking it over", dedup_key)
+            return None
         return Outcome([], duplicate=True)
 
     async def state(self, channel: str, customer_id: str) -> ConversationState:

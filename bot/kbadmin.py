@@ -20,6 +20,7 @@ from bot.storage.base import ConflictError, ConversationStore
 
 KB_TOPIC = "kb"
 KIND = "faq"
+SEED_KIND = "faq-seed"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _META = ("version", "updated_by", "updated_at")
 
@@ -47,14 +48,24 @@ def _history_kind(entry_id: str) -> str:
 
 async def load_or_seed(store: ConversationStore, seed: Sequence[FaqEntry], clock: Clock) -> list[FaqEntry]:
     """The store's entries; an empty store is first seeded from the KB files (once, even with several
-    workers starting together: each entry is created with expected_version=0)."""
-    records = await store.records(KIND)
-    if not records:
+    workers starting together: each entry is created with expected_version=0).
+
+    A "seed" marker is written before the first entry and marked done after the last, so a worker that
+    starts while another is seeding finishes the seed with it instead of loading half the FAQ."""
+    records = await store.records(KIND)  # read before the marker: entries exist only after it was written
+    marker = await store.record_get(SEED_KIND, "seed")
+    if not records or (marker is not None and not marker.get("done")):
+        if marker is None:
+            try:
+                await store.record_put(SEED_KIND, "seed", {"done": False}, expected_version=0)
+            except ConflictError:
+                pass
         for entry in seed:
             try:
                 await _save(store, clock, to_record(entry), user="seed", change="created", expected=0)
             except ConflictError:
                 continue
+        await store.record_put(SEED_KIND, "seed", {"done": True})
         records = await store.records(KIND)
     return [entry_from_record(_strip(r), f"faq {r['id']}") for r in records]
 

@@ -20,8 +20,9 @@ import aiohttp
 import pytest
 import redis.asyncio
 
+from bot.knowledge import load_dir
 from tests.requirements import missing
-from tests.workers import (Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
+from tests.workers import (ROOT, Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
                            redis_server_version, write_config)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -140,6 +141,23 @@ async def agents(cluster: Cluster, *accounts: tuple[str, str, str]) -> None:
     assert cluster.config is not None
     await asyncio.gather(*(add_agent(cluster.config, name, password, "--role", role)
                            for name, password, role in accounts))
+
+
+# -- 0. start-up ------------------------------------------------------------------------------------------
+
+
+async def test_workers_starting_together_on_an_empty_store_all_load_the_whole_kb(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    """Found by these tests: a worker that started while another was seeding the FAQ into Redis loaded only
+    the entries seeded so far (45 of 178), and answered with that half KB until restarted."""
+    cluster.configure()
+    workers = await cluster.start(3)
+    expected = len(load_dir(ROOT / "knowledge_base").entries)
+    counts = []
+    for worker in workers:
+        async with session.get(worker.url + "/healthz") as resp:
+            counts.append((await resp.json())["faq_entries"])
+    assert counts == [expected] * 3
 
 
 # -- 1. customer on A, agent on B ------------------------------------------------------------------------
@@ -287,3 +305,79 @@ async def test_survey_fires_exactly_once_with_three_workers(cluster: Cluster, se
         await admin.close()
         for customer in customers:
             await customer.close()
+
+
+# -- 4. kill -9 of the worker holding the customer ------------------------------------------------------
+
+
+def customer_ids(history: list[dict[str, Any]]) -> list[str]:
+    return [h["client_id"] for h in history if h["from"] == "customer"]
+
+
+def describe(history: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{h['seq']:3} {h['from']:8} {h.get('client_id') or '':32} {h['text'][:30]}" for h in history)
+
+
+def answered(history: list[dict[str, Any]]) -> bool:
+    """Every customer message is followed by at least one reply (none stored without its answer)."""
+    return all(i + 1 < len(history) and history[i + 1]["from"] != "customer"
+               for i, h in enumerate(history) if h["from"] == "customer")
+
+
+async def test_kill_9_of_a_worker_mid_conversation_loses_and_doubles_nothing(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    cluster.configure()
+    workers = await cluster.start(3)
+    customer = Widget(session)
+    await customer.connect(workers[0].url)
+    await customer.ask("退货运费谁出")
+    await customer.ask("七天无理由退货怎么申请")
+    sent = list(customer.acks)  # the client ids acked so far, in order
+    questions = ["保修多久", "安装收费吗", "退款多久到账", "优惠券怎么用"]
+    for round_, (victim, rescuer) in enumerate(((workers[0], workers[1]), (workers[1], workers[2]))):
+        # A message on the wire (not yet acked) when the worker dies, at a slightly different moment each round.
+        in_flight = await customer.send(questions[2 * round_])
+        await asyncio.sleep(0.005 * round_)
+        victim.kill()
+        # Typed while the widget is reconnecting: waits in the outbox.
+        customer.outbox.append((uuid.uuid4().hex, questions[2 * round_ + 1]))
+        sent += [in_flight, customer.outbox[-1][0]]
+        history = await customer.connect(rescuer.url)
+        assert customer_ids(history) == [c for c in sent if c in customer_ids(history)]
+        await customer.flush()
+        # The ack for something already stored may have been lost with the worker: a resend is recognised.
+        since = customer.mark()
+        await customer.ws.send_json({"type": "message", "id": sent[0], "text": "退货运费谁出"})  # type: ignore[union-attr]
+        assert (await customer.wait_ack(sent[0], since=since))["duplicate"] is True
+    history = await customer.connect(workers[2].url)
+    assert customer_ids(history) == sent, "every message once, in the order typed"
+    assert answered(history), describe(history)
+    assert customer.outbox == []
+
+
+async def test_a_worker_killed_between_claiming_and_storing_a_message_does_not_lose_it(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    """The narrow window a real kill -9 rarely hits: a worker took the message's dedup claim in Redis and died
+    before the message was stored. The widget's resend, on another worker, must still get it stored."""
+    cluster.configure()
+    (survivor,) = await cluster.start(1)
+    customer = Widget(session)
+    await customer.connect(survivor.url)
+    await customer.ask("退货运费谁出")
+    assert customer.token is not None
+    visitor = customer.token.rpartition(".")[0]
+    cid = uuid.uuid4().hex
+    # Exactly what the dead worker left behind: the claim (as the store's cache_add writes it), nothing else.
+    client = redis.asyncio.Redis.from_url(cluster.store_url, decode_responses=True)
+    try:
+        key = f"{cluster.prefix}cache:claim:dedup:web:{visitor}:{cid}"
+        await client.hset(key, mapping={"value": "1", "exp": str(time.time() + 86400)})
+        await client.pexpire(key, 86_400_000)
+    finally:
+        await client.aclose()
+    since = customer.mark()
+    await customer.send("多久发货", cid)
+    await customer.wait_ack(cid, since=since, timeout=10)
+    history = await customer.connect(survivor.url)
+    assert customer_ids(history)[-1:] == [cid], "the message is stored"
+    assert answered(history)
