@@ -35,7 +35,9 @@ from bot.models import Decision, FaqEntry
 from bot.normalize import Normalizer
 
 WORDS, CHARS = 0, 1
-_CHANNEL_WEIGHT = (0.5, 0.5)
+# Word vs character channel. Words written with spaces carry most of the meaning (characters catch the
+# typos); in Chinese a character bigram is not always a word, so both channels count the same.
+_CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.5, 0.5)}
 _K1, _B = 1.2, 0.75
 _ENTRY_WEIGHT = 0.6  # share of the whole-entry score against the best single phrasing
 _FUZZ_WEIGHT = 0.2
@@ -173,9 +175,10 @@ class _Scorer:
         for term, tf in query.items():
             ch = _channel(term)
             selves[ch] += idf[term] * tf * (_K1 + 1.0) / (tf + level.norm(ch, lengths[ch]))
+        channel_weight = _CHANNEL_WEIGHT["han" if any(term[0] == "u" for term in query) else "spaced"]
         active = [ch for ch in (WORDS, CHARS) if selves[ch] > 0.0]
-        total = sum(_CHANNEL_WEIGHT[ch] for ch in active)
-        scale = [_CHANNEL_WEIGHT[ch] / total / selves[ch] if ch in active else 0.0 for ch in (WORDS, CHARS)]
+        total = sum(channel_weight[ch] for ch in active)
+        scale = [channel_weight[ch] / total / selves[ch] if ch in active else 0.0 for ch in (WORDS, CHARS)]
         self.weights = {term: (_channel(term), scale[_channel(term)] * idf[term] * (_K1 + 1.0))
                         for term in query if scale[_channel(term)]}
         self.base = _K1 * (1.0 - _B)
