@@ -167,7 +167,7 @@ def dump(entries: Sequence[FaqEntry], fmt: str) -> str:
     """Serialise entries so that parse(dump(entries, fmt), fmt) == entries."""
     records = [to_record(e) for e in entries]
     if fmt == "yaml":
-        return yaml.safe_dump(records, allow_unicode=True, sort_keys=False, width=1000)
+        return str(yaml.safe_dump(records, allow_unicode=True, sort_keys=False, width=1000))
     if fmt == "json":
         return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
     if fmt == "jsonl":
