@@ -219,7 +219,8 @@ class WechatChannel:
             return _success()
         texts = wechat_texts(outcome.replies, self._engine().renderer)
         key = _claim_key(incoming)
-        if not texts or not await self._may_answer_passively(key):
+        # Only a retry can meet an answer already sent by API; the first, answered in time, needs no claim.
+        if not texts or (outcome.duplicate and not await self._may_answer_passively(key)):
             return _success()
         if len(texts) > 1 and await self._store().cache_add(f"{key}:rest", "1", self._claim_ttl):
             self._spawn(self._push(incoming.customer_id, texts[1:]))
