@@ -22,7 +22,7 @@ import redis.asyncio
 
 from bot.knowledge import load_dir
 from tests.requirements import missing
-from tests.workers import (ROOT, Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
+from tests.workers import (ROOT, Closed, Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
                            redis_server_version, write_config)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -99,28 +99,18 @@ async def cluster(tmp_path: Path, session: aiohttp.ClientSession,
                   request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     await _redis_answers(REDIS_URL)
     c = Cluster(tmp_path, session)
+    failed_before = request.session.testsfailed
     try:
         yield c
     finally:
         c.stop_all()
-        if request.node.stash.get(FAILED, False):
+        if request.session.testsfailed > failed_before:  # the call phase failed: show what the workers said
             print(c.logs())
         for url in c.urls:
             try:
                 await delete_prefix(url, c.prefix)
             except (redis.exceptions.RedisError, OSError):
                 pass  # a private redis-server already gone takes its keys with it
-
-
-FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.when == "call" and report.failed:
-        item.stash[FAILED] = True
-    return report
 
 
 def replies(frames: list[dict[str, Any]], sender: str | None = None) -> list[str]:
@@ -381,3 +371,78 @@ async def test_a_worker_killed_between_claiming_and_storing_a_message_does_not_l
     history = await customer.connect(survivor.url)
     assert customer_ids(history)[-1:] == [cid], "the message is stored"
     assert answered(history)
+
+
+# -- 5. Redis restarted in the middle --------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Any:
+    if redis_server_version() is None:
+        missing("redis-server binary not on PATH (apt-get install redis-server)")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def reconnect(widget: Widget, url: str, *, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The widget's reconnect loop: retry (short backoff) until a welcome, then resend the outbox."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            history = await widget.connect(url)
+            await widget.flush()
+            return history
+        except (aiohttp.ClientError, Closed, asyncio.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_redis_restart_mid_conversation_loses_no_message_and_service_resumes(
+        cluster: Cluster, session: aiohttp.ClientSession, private_redis: PrivateRedis) -> None:
+    await private_redis.wait_ready()
+    cluster.configure(store_url=private_redis.url)
+    (a, b), _ = await asyncio.gather(cluster.start(2), agents(cluster, ("wang", "password-1", "agent")))
+    customer = Widget(session)
+    await customer.connect(a.url)
+    await customer.ask("退货运费谁出")
+    await customer.ask("七天无理由退货怎么申请")
+    private_redis.stop()
+
+    # Sent while Redis is down: not acked (an error, and the socket is closed), so it stays in the outbox.
+    cid = await customer.send("保修多久")
+    try:
+        frame = await customer.expect(lambda f: f["type"] in ("ack", "error") and f.get("id") == cid,
+                                      since=0, timeout=10)
+        assert frame["type"] == "error" and frame["code"] == "unavailable", frame
+    except Closed:
+        pass
+    assert [c for c, _ in customer.outbox] == [cid]
+    customer.outbox.append((uuid.uuid4().hex, "安装收费吗"))  # typed while reconnecting
+
+    private_redis.start()
+    history = await reconnect(customer, a.url)
+    assert customer.outbox == []
+    history = await customer.connect(b.url)
+    assert customer_ids(history) == list(customer.acks), describe(history)
+    assert [h["text"] for h in history if h["from"] == "customer"] == [
+        "退货运费谁出", "七天无理由退货怎么申请", "保修多久", "安装收费吗"]
+    assert answered(history), describe(history)
+
+    # Service resumed by itself on both workers, bus included: a handoff on B, answered by an agent on A.
+    await customer.ask("转人工")
+    agent = Console(a.url)
+    try:
+        await agent.log_in("wang", "password-1")
+        queue = await eventually(lambda: agent.call("GET", "/api/console/queue"), what="queue")
+        conv = queue["items"][0]["conversation_id"]
+        await agent.call("POST", f"/api/console/conversations/{conv}/claim")
+        mark = customer.mark()
+        await agent.call("POST", f"/api/console/conversations/{conv}/reply", {"text": "您好，Redis 回来了。"})
+        got = await customer.expect(lambda f: f["type"] == "reply" and f["from"] == "agent", since=mark)
+        assert got["text"] == "您好，Redis 回来了。"
+    finally:
+        await agent.close()
+        await customer.close()

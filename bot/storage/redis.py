@@ -499,6 +499,10 @@ class RedisStore:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             except RedisError as exc:
                 logger.warning("bus connection to %s lost (%s); reconnecting", self._where, exc)
+                # Idle pooled connections died with it (a Redis restart): drop them now, or the first
+                # command on each would fail after Redis is back. Busy ones are left to their commands.
+                with contextlib.suppress(RedisError, OSError):
+                    await self._client.connection_pool.disconnect(inuse_connections=False)
                 await asyncio.sleep(_BUS_RETRY_SECONDS)
                 continue
             if message is not None and message["type"] == "message":
