@@ -206,10 +206,8 @@ class FaqAdmin:
         try:
             entry = entry_from_record(record, "entry")
         except KnowledgeError as exc:
-            message = str(exc)
-            field = next((f for f in ("question", "answer", "similar", "tags", "lang", "enabled", "needs_agent",
-                                      "category", "id") if f in message), "entry")
-            fields.setdefault(field, message.partition(": ")[2] or message)
+            for name, problem in (exc.fields or {"entry": str(exc)}).items():
+                fields.setdefault(name, problem)
             raise FaqInvalid(fields, []) from exc
         if fields:
             raise FaqInvalid(fields, [])

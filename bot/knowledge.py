@@ -23,7 +23,11 @@ _FIELDS = ("id", "category", "lang", "question", "similar", "answer", "enabled",
 
 
 class KnowledgeError(ValueError):
-    """A knowledge-base file or entry is invalid; the message names where."""
+    """A knowledge-base file or entry is invalid; the message names where, `fields` what (by field name)."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 @dataclass(frozen=True)
@@ -85,44 +89,50 @@ def parse(text: str, fmt: str, *, source: str = "<input>") -> list[FaqEntry]:
 
 
 def entry_from_record(record: Any, where: str, *, default_lang: str | None = None) -> FaqEntry:
-    """Validate one record (a dict) into a FaqEntry."""
+    """Validate one record (a dict) into a FaqEntry; every bad field is named at once, not the first only."""
     if not isinstance(record, dict):
         raise KnowledgeError(f"{where}: expected a mapping")
-    unknown = set(record) - set(_FIELDS)
-    if unknown:
-        raise KnowledgeError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    problems: dict[str, str] = {}
+    for name in sorted(set(record) - set(_FIELDS)):
+        problems[name] = f"unknown field {name!r}"
     for name in ("id", "question", "answer"):
         value = record.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise KnowledgeError(f"{where}: field {name!r} is required and must be text")
-    where = f"{where} ({record['id']})"
-    similar = _strings(record.get("similar", []), f"{where}: similar")
-    tags = _strings(record.get("tags", []), f"{where}: tags")
-    for phrasing in (record["question"], *similar):
-        if "\n" in phrasing or not phrasing.strip():
-            raise KnowledgeError(f"{where}: a phrasing is empty or spans several lines")
-    lang = record.get("lang") or default_lang or _guess_lang(record["question"])
+            problems[name] = f"field {name!r} is required and must be text"
+    lists = {}
+    for name in ("similar", "tags"):
+        value = record.get(name, [])
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            lists[name] = [str(v) for v in value]
+        else:
+            problems[name] = "expected a list of text"
+    phrasings = [record.get("question")] if "question" not in problems else []
+    if any("\n" in p or not p.strip() for p in (*phrasings, *lists.get("similar", []))):
+        problems.setdefault("similar", "a phrasing is empty or spans several lines")
+    question = record.get("question") if "question" not in problems else ""
+    lang = record.get("lang") or default_lang or _guess_lang(str(question))
     if lang not in ("zh", "en"):
-        raise KnowledgeError(f"{where}: lang must be zh or en")
-    flags = {}
-    for name, default in (("enabled", True), ("needs_agent", False)):
-        value = record.get(name, default)
-        if not isinstance(value, bool):
-            raise KnowledgeError(f"{where}: {name} must be true or false")
-        flags[name] = value
+        problems["lang"] = "lang must be zh or en"
+    for name in ("enabled", "needs_agent"):
+        if not isinstance(record.get(name, name == "enabled"), bool):
+            problems[name] = f"{name} must be true or false"
     category = record.get("category") or "general"
     if not isinstance(category, str):
-        raise KnowledgeError(f"{where}: category must be text")
+        problems["category"] = "category must be text"
+    if problems:
+        if "id" not in problems:
+            where = f"{where} ({record['id']})"
+        raise KnowledgeError(f"{where}: " + "; ".join(problems.values()), problems)
     return FaqEntry(
         id=record["id"].strip(),
         question=record["question"].strip(),
         answer=record["answer"].strip(),
-        similar=tuple(s.strip() for s in similar),
+        similar=tuple(s.strip() for s in lists["similar"]),
         category=category,
         lang=lang,
-        enabled=flags["enabled"],
-        tags=tuple(tags),
-        needs_agent=flags["needs_agent"],
+        enabled=record.get("enabled", True),
+        tags=tuple(lists["tags"]),
+        needs_agent=record.get("needs_agent", False),
     )
 
 

@@ -87,6 +87,9 @@ async def test_validation_is_field_level(client: Client, boss: Any) -> None:
         resp = await boss.post("/api/admin/faq", json=body, headers=H)
         assert resp.status == 422, body
         assert field in (await resp.json())["fields"], (field, await resp.json())
+    several = await boss.post("/api/admin/faq", headers=H,
+                              json={**NEW, "question": " ", "lang": "fr", "enabled": "yes", "tags": [1]})
+    assert set((await several.json())["fields"]) == {"question", "lang", "enabled", "tags"}
     taken = (await (await boss.get("/api/admin/faq", params={"lang": "zh"})).json())["items"][0]
     resp = await boss.post("/api/admin/faq", json={**NEW, "similar": [taken["question"]]}, headers=H)
     assert resp.status == 422
