@@ -106,11 +106,12 @@ def entry_from_record(record: Any, where: str, *, default_lang: str | None = Non
             lists[name] = [str(v) for v in value]
         else:
             problems[name] = "expected a list of text"
-    phrasings = [record.get("question")] if "question" not in problems else []
-    if any("\n" in p or not p.strip() for p in (*phrasings, *lists.get("similar", []))):
-        problems.setdefault("similar", "a phrasing is empty or spans several lines")
-    question = record.get("question") if "question" not in problems else ""
-    lang = record.get("lang") or default_lang or _guess_lang(str(question))
+    question = str(record["question"]) if "question" not in problems else ""
+    if "\n" in question:
+        problems["question"] = "a phrasing spans several lines"
+    if any("\n" in p or not p.strip() for p in lists.get("similar", [])):
+        problems["similar"] = "a phrasing is empty or spans several lines"
+    lang = record.get("lang") or default_lang or _guess_lang(question)
     if lang not in ("zh", "en"):
         problems["lang"] = "lang must be zh or en"
     for name in ("enabled", "needs_agent"):
