@@ -197,7 +197,7 @@ async def test_unanswered_questions_grouped_and_added_as_phrasing(client: Client
         await customer_asks(client, text)
     groups = (await (await boss.get("/api/admin/unanswered")).json())["groups"]
     assert [g["count"] for g in groups] == [3, 1]
-    assert groups[0]["examples"][0] == "快递员态度很不好"
+    assert set(groups[0]["examples"]) == {"快递员态度很不好", "这个快递员态度很不好", "快递员态度很不好啊"}
     entry = await (await boss.get("/api/admin/faq/zh-contact-complaint")).json()
     resp = await boss.post(f"/api/admin/faq/{entry['id']}/phrasings", headers=H,
                            json={"text": "快递员态度很不好", "version": entry["version"]})
