@@ -8,6 +8,7 @@ and kills every process and deletes every key of its prefix afterwards, pass or 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -15,12 +16,15 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import aiohttp
 import pytest
 import redis.asyncio
+from aiohttp.test_utils import TestServer
 
 from bot.knowledge import load_dir
+from tests.fake_wechat_api import FAKE_WECHAT_STATE, FakeWechatState, make_fake_wechat_api
 from tests.requirements import missing
 from tests.workers import (ROOT, Closed, Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
                            redis_server_version, write_config)
@@ -46,6 +50,7 @@ class Cluster:
         self.workers: list[Worker] = []
         self.config: Path | None = None
         self.urls: set[str] = set()
+        self.env: dict[str, str] = {}
 
     def configure(self, overrides: Mapping[str, Mapping[str, Any]] = {}, *, store_url: str | None = None) -> Path:
         self.store_url = store_url or self.store_url
@@ -64,7 +69,8 @@ class Cluster:
         started = []
         for _ in range(1 if reuse_port else count):
             n = len(self.workers)
-            worker = Worker(self.config, free_port(), self.folder / f"worker{n}.log", workers=reuse_port or 1)
+            worker = Worker(self.config, free_port(), self.folder / f"worker{n}.log", workers=reuse_port or 1,
+                            env=self.env)
             self.workers.append(worker)
             started.append(worker)
         await asyncio.gather(*(w.wait_ready(self.session) for w in started))
@@ -446,3 +452,66 @@ async def test_redis_restart_mid_conversation_loses_no_message_and_service_resum
     finally:
         await agent.close()
         await customer.close()
+
+
+# -- 6. one WeChat MsgId posted to two workers ----------------------------------------------------------
+
+WX_TOKEN = "kefuWorkersToken42"
+WX_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+WX_APP_ID = "wx0123456789abcdef"
+WX_SECRET = "app-secret-for-worker-tests"
+WX_ACCOUNT = "gh_0123456789ab"
+
+
+def wx_query() -> dict[str, str]:
+    ts, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
+    signature = hashlib.sha1("".join(sorted([WX_TOKEN, ts, nonce])).encode()).hexdigest()
+    return {"signature": signature, "timestamp": ts, "nonce": nonce}
+
+
+def wx_text(openid: str, text: str, msg_id: int) -> str:
+    return (f"<xml><ToUserName><![CDATA[{WX_ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+
+
+@pytest.fixture
+async def fake_wechat() -> AsyncIterator[tuple[str, FakeWechatState]]:
+    """Tencent's API, faked on loopback: the workers push late answers to it."""
+    app = make_fake_wechat_api(WX_APP_ID, WX_SECRET)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("/")), app[FAKE_WECHAT_STATE]
+    await server.close()
+
+
+async def test_one_wechat_msgid_posted_to_two_workers_is_processed_once(
+        cluster: Cluster, session: aiohttp.ClientSession, fake_wechat: tuple[str, FakeWechatState]) -> None:
+    api_base, fake = fake_wechat
+    cluster.configure({"channels.wechat": {"enabled": True, "app_id": WX_APP_ID, "account_id": WX_ACCOUNT,
+                                           "mode": "plain", "api_base": api_base}})
+    cluster.env.update({"KEFU_WECHAT_TOKEN": WX_TOKEN, "KEFU_WECHAT_APP_SECRET": WX_SECRET,
+                        "KEFU_WECHAT_ENCODING_AES_KEY": WX_AES_KEY})
+    a, b = await cluster.start(2)
+
+    async def post(worker: Worker, body: str) -> tuple[int, str]:
+        async with session.post(worker.url + "/wechat", params=wx_query(), data=body.encode()) as resp:
+            return resp.status, await resp.text()
+
+    for round_ in range(5):
+        openid = f"o-workers-{round_}"
+        fake.customer_wrote(openid)
+        body = wx_text(openid, "退货运费谁出", 7_000_000 + round_)
+        # The same callback at both workers at once (Tencent's retry landing elsewhere), then once more late.
+        answers = list(await asyncio.gather(post(a, body), post(b, body)))
+        answers.append(await post((a, b)[round_ % 2], body))
+        assert all(status == 200 for status, _ in answers), answers
+        events = await log_events(cluster, f"wechat:{openid}")
+        types = [e["type"] for e in events]
+        assert types.count("customer_message") == 1, types
+        assert types.count("bot_reply") == 1, types
+        # The customer sees one answer: each passive reply is the same one, and nothing was pushed as well.
+        passive = {text for _, text in answers if text.startswith("<xml>")}
+        assert len({ET.fromstring(x).findtext("Content") for x in passive}) <= 1, passive
+        assert passive or [m for m in fake.messages if m.touser == openid]
+        assert not (passive and [m for m in fake.messages if m.touser == openid])

@@ -84,17 +84,18 @@ class Worker:
     """One `python -m bot serve` process (or a `--workers N` parent and its children) in its own session,
     so that teardown can kill the whole group."""
 
-    def __init__(self, config: Path, port: int, log: Path, *, workers: int = 1) -> None:
+    def __init__(self, config: Path, port: int, log: Path, *, workers: int = 1,
+                 env: Mapping[str, str] = {}) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         argv = [str(PYTHON), "-m", "bot", "--config", str(config), "serve", "--port", str(port)]
         if workers > 1:
             argv += ["--workers", str(workers)]
-        env = {**os.environ, "KEFU_SECRET_KEY": SECRET_KEY}
-        env.pop("KEFU_WORKER", None)
+        full_env = {**os.environ, "KEFU_SECRET_KEY": SECRET_KEY, **env}
+        full_env.pop("KEFU_WORKER", None)
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 
     def alive(self) -> bool:
