@@ -212,6 +212,7 @@ def _kb_match(settings: Settings, path: Path | None) -> int:
     """JSON lines in, one decision per line out: how shops (and we) measure matching on real questions."""
     from bot.assemble import build_matcher
     from bot.knowledge import KnowledgeBase
+    from bot.normalize import detect_lang
 
     kb = load_dir(settings.path(settings.knowledge_base.dir))
     if path is not None:
@@ -227,10 +228,10 @@ def _kb_match(settings: Settings, path: Path | None) -> int:
         except (ValueError, KeyError, TypeError):
             print(json.dumps({"error": "expected a JSON object with a text field 'query'"}))
             continue
-        result = matcher.match(query)
+        result = matcher.match(query, lang=detect_lang(query))
         top = result.candidates[0] if result.candidates else None
         print(json.dumps({
-            "id": top.entry_id if top and result.decision != "fallback" else None,
+            "id": top.entry_id if top else None,
             "score": round(top.score, 4) if top else 0.0,
             "decision": result.decision,
             "candidates": [c.entry_id for c in result.candidates[:3]],

@@ -46,7 +46,8 @@ def test_kb_match_reads_jsonl_and_writes_decisions(workdir: Path, tmp_path: Path
     for line in lines[:3]:
         assert set(line) == {"id", "score", "decision", "candidates"}
         assert line["decision"] in ("answer", "clarify", "fallback")
-        assert (line["id"] is None) == (line["decision"] == "fallback")
+        assert line["id"] == (line["candidates"][0] if line["candidates"] else None)
+    assert lines[2]["decision"] == "fallback"
     assert "error" in lines[3]
 
 
