@@ -866,8 +866,10 @@
     ui.empty.hidden = true;
 
     if (from === 'system') {
-      const line = el('div', { class: 'kf-row kf-row-system' + (item.quiet ? ' kf-quiet' : ''), 'data-row': key },
-        el('p', { class: 'kf-system', 'data-testid': 'widget-message', 'data-from': 'system', 'data-id': key, text }));
+      // Shop notices (queue place, agent joined, back to the bot) use reply markup too: built as DOM, never HTML.
+      const note = el('div', { class: 'kf-system', 'data-testid': 'widget-message', 'data-from': 'system', 'data-id': key });
+      renderMarkup(text, note, ui.ids.link);
+      const line = el('div', { class: 'kf-row kf-row-system' + (item.quiet ? ' kf-quiet' : ''), 'data-row': key }, note);
       ui.list.append(line);
       state.lastSpeaker = null;
       return;

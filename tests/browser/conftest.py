@@ -6,6 +6,7 @@ system browser, skipping loudly where it is missing and failing under CI=true.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ SUPERVISOR = ("boss", "password-3", "主管老张")
 class LiveApp:
     base_url: str
     store: SqliteStore
+    app: web.Application
 
 
 class LiveServer:
@@ -78,21 +80,24 @@ async def live_app(settings: Settings, tmp_path: Path) -> AsyncIterator[LiveApp]
     """The real app on 127.0.0.1:<free port>, a file-backed SQLite store, three accounts, the small KB.
 
     The real clock (the browser shows real waiting times), with the shop open around the clock so the
-    handoff always queues instead of turning into leave-a-message, whatever time the suite runs.
+    handoff always queues instead of turning into leave-a-message, whatever time the suite runs. No
+    follow-up timers: a test runs due follow-ups itself (the survey is due at once, no quiet hours).
     """
-    settings = replace(settings, shop=replace(settings.shop, business_hours="00:00-24:00"))
+    settings = replace(settings, shop=replace(settings.shop, business_hours="00:00-24:00"),
+                       followups=replace(settings.followups, survey_delay_minutes=0, quiet_hours="00:00-00:00"))
     clock = SystemClock(settings.shop.tz)
     store = SqliteStore(str(tmp_path / "kefu.sqlite3"), clock)
     await load_or_seed(store, ENTRIES, clock)
     for (username, password, display_name), role in ((AGENT, "agent"), (COLLEAGUE, "agent"), (SUPERVISOR, "admin")):
         await create_agent(store, username, password, display_name=display_name, role=role)
-    runner = web.AppRunner(create_app(settings, store=store, clock=clock))
+    app = create_app(settings, store=store, clock=clock)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield LiveApp(f"http://{host}:{port}", store)
+        yield LiveApp(f"http://{host}:{port}", store, app)
     finally:
         await runner.cleanup()
         await store.close()
@@ -127,6 +132,17 @@ async def browser() -> AsyncIterator[Any]:
             yield chromium
         finally:
             await chromium.close()
+
+
+def shown_lines(text: str) -> list[str]:
+    """Reply markup's lines as the widget and console show them: no bold marks, list numbers, link targets."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"^\s*\d{1,3}\.\s+", "", line)
+        line = re.sub(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)", r"\1", line).replace("**", "").strip()
+        if line:
+            lines.append(line)
+    return lines
 
 
 @pytest.fixture

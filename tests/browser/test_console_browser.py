@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.browser.conftest import AGENT, COLLEAGUE, ROOT, SUPERVISOR, LiveApp
+from bot import appkeys
+from tests.browser.conftest import AGENT, COLLEAGUE, ROOT, SUPERVISOR, LiveApp, shown_lines
 
 pytest.importorskip("playwright.async_api")
 from playwright.async_api import Page, expect  # noqa: E402
@@ -223,63 +224,138 @@ async def test_note_transfer_close_and_a_supervisor_alert(live_app: LiveApp, bro
     assert errors == []
 
 
-WIDGET_JS = ROOT / "adapters" / "webchat_static" / "widget.js"
-
-
-@pytest.mark.skipif(not WIDGET_JS.exists(), reason="the web-chat widget (adapters/webchat_static/) has not landed yet")
-async def test_customer_asks_for_a_person_agent_replies_and_hands_back_to_the_bot(
+async def test_customer_asks_for_a_person_agent_replies_transfers_hands_back_and_closes(
         live_app: LiveApp, browser: Any, artifacts: Path) -> None:
+    """The whole handoff in two browsers' worth of contexts: a customer in the widget, two agents in the console."""
     errors: list[str] = []
     customer = await new_page(browser, errors)
     agent = await new_page(browser, errors)
+    colleague = await new_page(browser, errors)
+    renderer = live_app.app[appkeys.ENGINE].renderer
 
-    # 1. The customer opens the widget on the demo page and asks for a person.
+    # 1. The customer opens the widget on the demo page and asks for a person; they are told their place.
     await customer.goto(f"{live_app.base_url}/")
     await customer.get_by_test_id(WIDGET_LAUNCHER).click()
     await customer_says(customer, "转人工")
-    await expect(widget_messages(customer).filter(has_text=re.compile("第 ?1 ?位|排队|人工"))).not_to_have_count(
-        0, timeout=WAIT)
+    queued = widget_messages(customer).filter(has_text="已为您转接人工客服")
+    await expect(queued).to_have_count(1, timeout=WAIT)
+    await expect(queued).to_contain_text("第 1 位", timeout=WAIT)
     await shot(customer, artifacts, "01-customer-asks-for-a-person")
 
-    # 2. The agent logs in and sees the conversation waiting in the queue.
+    # 2. The agent logs in through the login page and sees the conversation waiting in the queue.
     await log_in(agent, live_app.base_url)
-    queued = agent.get_by_test_id("queue-item")
-    await expect(queued).to_have_count(1, timeout=WAIT)
-    await expect(queued).to_contain_text("转人工", timeout=WAIT)
+    await log_in(colleague, live_app.base_url, COLLEAGUE[1], COLLEAGUE[0])
+    waiting = agent.get_by_test_id("queue-item")
+    await expect(waiting).to_have_count(1, timeout=WAIT)
+    await expect(waiting).to_contain_text("转人工", timeout=WAIT)
+    await expect(waiting.get_by_test_id("queue-position")).to_contain_text("1", timeout=WAIT)
     await shot(agent, artifacts, "02-agent-sees-the-queue")
 
-    # 3. Claim it and read the history.
-    await queued.click()
+    # 3. The agent opens it, reads the history, and sees the customer typing before anything is sent.
+    await waiting.click()
     await expect(history(agent, "customer").filter(has_text="转人工")).to_have_count(1, timeout=WAIT)
+    await customer.get_by_test_id(WIDGET_INPUT).fill("我的订单号是E20261118000123")
+    typing = agent.get_by_test_id("customer-typing")
+    await expect(typing).to_be_visible(timeout=WAIT)
+    await shot(agent, artifacts, "03-agent-sees-the-customer-typing")
+    await customer.get_by_test_id(WIDGET_INPUT).press("Enter")
+    await expect(history(agent, "customer").filter(has_text="E20261118000123")).to_have_count(1, timeout=WAIT)
+    await expect(typing).to_be_hidden(timeout=WAIT)
+
+    # 4. Claim: the queue empties, the conversation is the agent's, the customer is told who joined.
     await agent.get_by_test_id("claim").click()
-    await expect(queued).to_have_count(0, timeout=WAIT)
+    await expect(waiting).to_have_count(0, timeout=WAIT)
     await expect(agent.get_by_test_id("my-conversation")).to_have_count(1, timeout=WAIT)
     await expect(agent.get_by_test_id("claim")).to_be_hidden(timeout=WAIT)
     await expect(history(agent, "system").filter(has_text=AGENT[2])).not_to_have_count(0, timeout=WAIT)
-    await shot(agent, artifacts, "03-agent-claimed")
+    await expect(colleague.get_by_test_id("queue-item")).to_have_count(0, timeout=WAIT)
+    await expect_lines(widget_messages(customer).last,
+                       renderer.render("agent_joined", "zh", agent_name=AGENT[2]))
+    await shot(agent, artifacts, "04-agent-claimed")
 
-    # 4. The agent replies; the customer sees it in the widget.
-    reply = "您好，我是客服小王，很高兴为您服务，请问有什么可以帮您？"
+    # 5. The agent types (the customer sees "typing") and replies; the customer sees the reply.
+    reply = "您好，我是客服小王，您的订单我马上为您查询，请您稍等。"
     await agent.get_by_test_id("reply-input").fill(reply)
+    agent_typing = customer.get_by_test_id("widget-typing")
+    await expect(agent_typing).to_be_visible(timeout=WAIT)
+    await expect(agent_typing).to_have_attribute("data-from", "agent", timeout=WAIT)
+    await shot(customer, artifacts, "05-customer-sees-the-agent-typing")
     await agent.get_by_test_id("send").click()
     await expect(history(agent, "agent").filter(has_text=reply)).to_have_count(1, timeout=WAIT)
     await expect(agent.get_by_test_id("reply-input")).to_have_value("", timeout=WAIT)
-    await expect(widget_messages(customer).filter(has_text=reply)).to_have_count(1, timeout=WAIT)
-    await shot(agent, artifacts, "04-agent-replied")
-    await shot(customer, artifacts, "05-customer-sees-the-reply")
+    from_agent = customer.locator('[data-testid="widget-message"][data-from="agent"]')
+    await expect(from_agent.filter(has_text=reply)).to_have_count(1, timeout=WAIT)
+    await expect(agent_typing).to_be_hidden(timeout=WAIT)
+    await shot(agent, artifacts, "06-agent-replied")
+    await shot(customer, artifacts, "07-customer-sees-the-reply")
 
-    # 5. Back to the bot.
-    await agent.get_by_test_id("release").click()
+    # 6. The customer answers; the agent sees it live.
+    await customer_says(customer, "好的，谢谢")
+    await expect(history(agent, "customer").filter(has_text="好的，谢谢")).to_have_count(1, timeout=WAIT)
+
+    # 7. Transfer to the colleague: it leaves the agent's list, arrives in the colleague's, the customer is told.
+    await agent.get_by_test_id("transfer").click()
+    await agent.locator(f'[data-testid="transfer-agent"][data-username="{COLLEAGUE[0]}"]').click()
     await expect(agent.get_by_test_id("my-conversation")).to_have_count(0, timeout=WAIT)
-    await expect(agent.get_by_test_id("release")).to_be_hidden(timeout=WAIT)
-    await expect(agent.get_by_test_id("conv-status")).to_have_text(strings("zh")["cstatus.bot"], timeout=WAIT)
-    await shot(agent, artifacts, "06-agent-returned-to-bot")
+    theirs = colleague.get_by_test_id("my-conversation")
+    await expect(theirs).to_have_count(1, timeout=WAIT)
+    await expect_lines(widget_messages(customer).last,
+                       renderer.render("transferred", "zh", agent_name=COLLEAGUE[2]))
+    # The transfer line in the history names both agents (the item's sender is "system", the holder "from_agent").
+    moved = history(agent, "system").filter(has_text=COLLEAGUE[2]).filter(has_text=AGENT[2])
+    await expect(moved).to_have_count(1, timeout=WAIT)
+    await theirs.click()
+    await expect(history(colleague, "agent").filter(has_text=reply)).to_have_count(1, timeout=WAIT)
+    await shot(colleague, artifacts, "08-colleague-received-the-transfer")
+    await shot(customer, artifacts, "09-customer-told-of-the-transfer")
 
-    # 6. The bot answers the customer's FAQ question again.
+    # 8. Back to the bot: the customer is told, and the bot answers the next FAQ question.
+    await colleague.get_by_test_id("release").click()
+    await expect(theirs).to_have_count(0, timeout=WAIT)
+    await expect(colleague.get_by_test_id("release")).to_be_hidden(timeout=WAIT)
+    await expect(colleague.get_by_test_id("conv-status")).to_have_text(strings("zh")["cstatus.bot"], timeout=WAIT)
+    await expect_lines(widget_messages(customer).last, renderer.render("released_to_bot", "zh"))
+    await shot(colleague, artifacts, "10-returned-to-the-bot")
     await customer_says(customer, "可以开发票吗")
     await expect(widget_messages(customer).filter(has_text="申请发票")).to_have_count(1, timeout=WAIT)
-    await shot(customer, artifacts, "07-bot-answers-again")
+    await shot(customer, artifacts, "11-bot-answers-again")
+
+    # 9. A person once more; this time the agent closes it. The customer gets the closing words, then the
+    #    satisfaction survey (both from the templates), and rates with one click.
+    await customer_says(customer, "还是转人工吧")
+    item = agent.get_by_test_id("queue-item")
+    await expect(item).to_have_count(1, timeout=WAIT)
+    await item.click()
+    await agent.get_by_test_id("claim").click()
+    await expect(agent.get_by_test_id("close")).to_be_visible(timeout=WAIT)
+    await agent.get_by_test_id("close").click()
+    await agent.get_by_test_id("close-resolved").select_option("true")
+    await agent.get_by_test_id("close-confirm").click()
+    await expect(agent.get_by_test_id("conv-status")).to_have_text(strings("zh")["cstatus.closed"], timeout=WAIT)
+    await expect(history(agent, "system").filter(has_text=strings("zh")["sys.closed_resolved"])).to_have_count(
+        1, timeout=WAIT)
+    await expect_lines(widget_messages(customer).last, renderer.render("goodbye", "zh"))
+    await shot(agent, artifacts, "12-agent-closed")
+
+    assert await live_app.app[appkeys.ENGINE].followups.run_due() == 1  # the survey (no delay in this app)
+    survey = widget_messages(customer).last
+    await expect_lines(survey, renderer.render("survey", "zh"))
+    ratings = customer.get_by_test_id("widget-suggestion")
+    await expect(ratings).to_have_count(5, timeout=WAIT)
+    await expect(ratings.first).to_have_text(renderer.render("label_rating_5", "zh"), timeout=WAIT)
+    await shot(customer, artifacts, "13-customer-gets-the-survey")
+    await ratings.first.click()
+    await expect_lines(widget_messages(customer).last, renderer.render("rating_thanks", "zh", score=5))
+    await shot(customer, artifacts, "14-customer-rated")
     assert errors == []
+
+
+async def expect_lines(locator: Any, text: str) -> None:
+    """The message shows every line of a rendered template (markup as the page renders it)."""
+    lines = shown_lines(text)
+    assert lines, text
+    for line in lines:
+        await expect(locator).to_contain_text(line, timeout=WAIT)
 
 
 async def customer_says(page: Page, text: str) -> None:

@@ -8,7 +8,6 @@ test-artifacts/<test name>/ (git-ignored) for a person to look at. Every wait is
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from bot.knowledge import load_dir
 from bot.models import FaqEntry
 from bot.normalize import to_traditional
 from bot.storage.sqlite import SqliteStore
-from tests.browser.conftest import ROOT, LiveServer
+from tests.browser.conftest import ROOT, LiveServer, shown_lines
 
 pytest.importorskip("playwright.async_api")
 from playwright.async_api import Page, expect  # noqa: E402
@@ -72,17 +71,6 @@ async def ask(page: Page, text: str) -> None:
 
 def bubbles(page: Page, who: str) -> Any:
     return page.locator(f'[data-testid="widget-message"][data-from="{who}"]')
-
-
-def shown_lines(answer: str) -> list[str]:
-    """An answer's lines as the widget shows them: markup gone (bold, list numbers, link targets)."""
-    lines = []
-    for line in answer.splitlines():
-        line = re.sub(r"^\s*\d{1,3}\.\s+", "", line)
-        line = re.sub(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)", r"\1", line).replace("**", "").strip()
-        if line:
-            lines.append(line)
-    return lines
 
 
 async def expect_answer(bubble: Any, entry_id: str, *, traditional: bool = False) -> None:
@@ -276,6 +264,11 @@ async def test_server_restart_alone_the_widget_reconnects_by_itself(
     assert errors == []
 
 
+async def settled(locator: Any) -> None:
+    """Wait for the element's CSS transitions and animations to finish (bounded by the page timeout)."""
+    await locator.evaluate("n => Promise.all(n.getAnimations({subtree: true}).map(a => a.finished))")
+
+
 async def stored_customer_texts(store: SqliteStore) -> list[str]:
     texts = []
     for conv in await store.conversations():
@@ -289,6 +282,7 @@ async def test_phone_width_full_screen_panel_is_usable(live_shop: LiveServer, br
     await page.goto(f"{live_shop.base_url}/")
     launcher = page.get_by_test_id("widget-launcher")
     await expect(launcher).to_be_visible()
+    await settled(launcher)
     box = await launcher.bounding_box()
     assert box and box["x"] + box["width"] <= PHONE["width"] and box["y"] + box["height"] <= PHONE["height"]
     assert box["width"] >= 44 and box["height"] >= 44  # a finger-sized target
@@ -298,6 +292,7 @@ async def test_phone_width_full_screen_panel_is_usable(live_shop: LiveServer, br
     panel = page.get_by_test_id("widget-panel")
     await expect(panel).to_be_visible()
     await expect(page.get_by_test_id("widget-status")).to_have_attribute("data-state", "ready")
+    await settled(panel)  # the panel slides in: measure where it comes to rest
     panel_box = await panel.bounding_box()
     assert panel_box is not None
     assert (round(panel_box["x"]), round(panel_box["y"])) == (0, 0)
