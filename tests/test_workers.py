@@ -515,3 +515,25 @@ async def test_one_wechat_msgid_posted_to_two_workers_is_processed_once(
         assert len({ET.fromstring(x).findtext("Content") for x in passive}) <= 1, passive
         assert passive or [m for m in fake.messages if m.touser == openid]
         assert not (passive and [m for m in fake.messages if m.touser == openid])
+
+
+# -- load on one worker ------------------------------------------------------------------------------------
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_failing(tmp_path: Path) -> None:
+    """Found by the web-chat benchmark (200 customers): redis-py 8's default pool refused the 101st concurrent
+    command ("Too many connections"), so a worker under load closed customers' sockets with 1013."""
+    await _redis_answers(REDIS_URL)
+    from bot.storage.redis import MAX_CONNECTIONS, RedisStore
+    from tests.fakes import FakeClock
+    from datetime import datetime, timezone
+
+    prefix = f"kefu-workers-test:{uuid.uuid4().hex}:"
+    store = await RedisStore.connect(REDIS_URL, FakeClock(datetime(2026, 11, 24, 2, tzinfo=timezone.utc)),
+                                     prefix=prefix)
+    try:
+        results = await asyncio.gather(*(store.events(f"web:burst-{i}") for i in range(3 * MAX_CONNECTIONS)))
+        assert results == [[]] * (3 * MAX_CONNECTIONS)
+    finally:
+        await store.close()
+        await delete_prefix(REDIS_URL, prefix)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -55,6 +56,7 @@ _T = TypeVar("_T")
 # drops an entry early; the stored expiry stays the authority, the TTL only cleans up.
 _TTL_GRACE_SECONDS = 10.0
 _BUS_RETRY_SECONDS = 0.5
+MAX_CONNECTIONS = 64  # per worker process; the bus holds one of them
 
 # Atomic: a script runs alone on the server, so no other client can write between the expiry check
 # and the claim.
@@ -257,8 +259,13 @@ class RedisStore:
         would then be lost to itself. A failure is a StoreError; the next call uses a fresh connection.
         """
         try:
-            client = Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0),
-                                    socket_connect_timeout=5, socket_timeout=5, socket_keepalive=True)
+            # A blocking pool: at its limit a command waits (up to 5 s) for a free connection. redis-py 8's
+            # default pool refuses at once ("Too many connections" at 100 busy connections), which failed
+            # web-chat messages under a 200-customer load.
+            pool = BlockingConnectionPool.from_url(
+                url, decode_responses=True, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5,
+                socket_timeout=5, socket_keepalive=True, max_connections=MAX_CONNECTIONS, timeout=5)
+            client = Redis.from_pool(pool)
         except ValueError as exc:
             raise StoreError(f"bad Redis URL {_redacted(url)}: {exc}") from exc
         store = cls(client, clock, prefix=prefix)
