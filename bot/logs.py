@@ -27,3 +27,5 @@ def setup(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # The follow-up sweep runs every few seconds: its "running job" lines would drown everything else.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
