@@ -828,6 +828,9 @@
           badge(label('ticket.status.', tk.status), tk.status === 'open' ? 'badge-status-queued' : 'badge-status-closed')),
         el('div', null, badge(label('ticket.kind.', tk.kind), 'badge-outline'),
           tk.order_no ? el('span', { class: 'ticket-due', text: ` ${tk.order_no}` }) : null),
+        // The contact is shown whole only here: a callback needs it (the history masks it).
+        tk.contact ? el('div', { class: 'ticket-line', testid: 'ticket-contact', text: t('tickets.contact', { contact: tk.contact }) }) : null,
+        tk.message ? el('div', { class: 'ticket-line', testid: 'ticket-message', text: t('tickets.message', { message: tk.message }) }) : null,
         tk.due_at && tk.status === 'open' ? el('div', { class: 'ticket-due', text: t('tickets.due', { time: fmtDateTime(tk.due_at) }) }) : null));
     }
     $('tickets-count').textContent = String(tickets.length);
