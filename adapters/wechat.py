@@ -139,6 +139,7 @@ class WechatChannel:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
+        """GET for the console's URL check and POST for callbacks, both at `[channels.wechat] path`."""
         return [web.get(self._conf.path, self.verify_url), web.post(self._conf.path, self.callback)]
 
     # -- inbound ------------------------------------------------------------------------------------
@@ -161,8 +162,6 @@ class WechatChannel:
         # Safe mode accepts only encrypted bodies: the plain signature does not cover the body (notes §6).
         if self._conf.mode == "safe" and not encrypted:
             raise web.HTTPForbidden(text="safe mode: plaintext callbacks refused")
-        if self._conf.mode == "plain" and encrypted:
-            raise web.HTTPBadRequest(text="plain mode: no EncodingAESKey configured")
         body = await _read_body(request)
         msg = self._parse(body, request.query, encrypted)
         if msg.to_user != self._conf.account_id:
@@ -186,7 +185,8 @@ class WechatChannel:
     def _parse(self, body: bytes, query: Mapping[str, str], encrypted: bool) -> WechatMessage:
         try:
             if encrypted:
-                assert self._crypto is not None  # mode checked by the caller
+                if self._crypto is None:
+                    raise web.HTTPBadRequest(text="plain mode: no EncodingAESKey configured")
                 _, encrypt = extract_encrypted(body)
                 body = self._crypto.verify_and_decrypt(query.get("msg_signature", ""), query["timestamp"],
                                                        query["nonce"], encrypt)
@@ -253,8 +253,7 @@ class WechatChannel:
         now = int(self._clock.now().timestamp())
         # Addressing swapped: to the customer, from the account's gh_ id (notes §3).
         xml = build_text_reply(msg.from_user, msg.to_user, text, now)
-        if encrypted:
-            assert self._crypto is not None
+        if encrypted and self._crypto is not None:  # only set then: _parse refused encryption without a key
             xml = self._crypto.encrypt_reply(xml, str(now), str(secrets.randbelow(10**10)))
         return web.Response(text=xml, content_type="application/xml", charset="utf-8")
 

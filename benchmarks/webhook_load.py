@@ -70,23 +70,26 @@ async def load(url: str, senders: int, total: int) -> dict[str, float]:
     latencies: list[float] = []
     counter = iter(range(total))
     failures = 0
+    answered = 0  # passive XML text replies addressed back to the sender: the adapter really answered
 
     async def sender(session: aiohttp.ClientSession, index: int) -> None:
-        nonlocal failures
+        nonlocal failures, answered
+        openid = f"o{index:04d}"
         for n in counter:
-            body = message(f"o{index:04d}", 10_000_000 + n, QUESTIONS[n % len(QUESTIONS)])
+            body = message(openid, 10_000_000 + n, QUESTIONS[n % len(QUESTIONS)])
             start = time.perf_counter()
             async with session.post(url, params=signed_query(), data=body) as resp:
-                await resp.read()
+                reply = await resp.read()
                 failures += resp.status != 200
             latencies.append(time.perf_counter() - start)
+            answered += reply.startswith(b"<xml>") and f"<![CDATA[{openid}]]>".encode() in reply
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         start = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(sender(session, i) for i in range(senders))), 600)
         elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"requests": len(latencies), "failures": failures, "seconds": elapsed,
+    return {"requests": len(latencies), "failures": failures, "answered": answered, "seconds": elapsed,
             "per_second": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
@@ -122,7 +125,7 @@ def main() -> None:
     for name, r in results.items():
         ratio = r["per_second"] / results["minimal"]["per_second"]
         print(f"  {name:8s} {r['per_second']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-              f"   failures {r['failures']:.0f}   {ratio:6.1%} of minimal")
+              f"   failures {r['failures']:.0f}   answered {r['answered']:.0f}   {ratio:6.1%} of minimal")
     print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}))
 
 
