@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from bot.privacy import mask_id
+
 logger = logging.getLogger(__name__)
 
 TOKEN_REJECTED = frozenset({40001, 40014, 42001})  # invalid credential, invalid token, token expired
@@ -100,9 +102,9 @@ class WechatApi:
         except _Failed as failed:
             result = failed.result
         if result.outside_window:
-            logger.info("wechat push to %s not sent: outside the 48-hour customer-service window", openid)
+            logger.info("wechat push to %s not sent: outside the 48-hour customer-service window", mask_id(openid))
         elif not result.ok:
-            logger.warning("wechat push to %s failed: errcode %s: %s", openid, result.errcode, result.errmsg)
+            logger.warning("wechat push to %s failed: errcode %s: %s", mask_id(openid), result.errcode, result.errmsg)
         return result
 
     async def _send(self, token: str, payload: bytes) -> SendResult:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp import web
 
 from adapters.wechat_api import OUTSIDE_WINDOW, TRANSPORT_ERROR, SendResult, TokenCache, WechatApi
+from bot.privacy import mask_id
 from bot.storage.sqlite import SqliteStore
 from tests.fake_wechat_api import FAKE_WECHAT_STATE, FakeWechatState, make_fake_wechat_api
 from tests.fakes import FakeClock
@@ -211,7 +212,8 @@ async def test_other_errors_are_returned_and_logged(api: WechatApi, state: FakeW
     assert (result.ok, result.errcode, result.outside_window) == (False, 45047, False)
     assert "out of response count limit" in result.errmsg
     assert state.send_attempts == 1
-    assert any("45047" in r.getMessage() and OPENID in r.getMessage() for r in caplog.records)
+    assert any("45047" in r.getMessage() and mask_id(OPENID) in r.getMessage() for r in caplog.records)
+    assert not any(OPENID in r.getMessage() for r in caplog.records), "openids are masked in logs"
 
 
 async def test_too_long_text_is_refused_by_the_fake_like_wechat(api: WechatApi, state: FakeWechatState) -> None:
