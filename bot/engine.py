@@ -155,8 +155,12 @@ class ConversationEngine:
                 turn = Turn(conv, self.clock)
                 await self._respond(state, msg, turn)
                 stored = await self._store.append(conv, turn.events)
-                after = fold(stored, state)
-                self._states.put(conv, after)
+                if stored and stored[0].seq != state.seq + 1:
+                    # Another worker wrote in between: fold its events in too, never skip them.
+                    after = await self._states.get(conv)
+                else:
+                    after = fold(stored, state)
+                    self._states.put(conv, after)
                 if dedup_key:
                     await self._store.cache_set(dedup_key, encode_replies(turn.replies), self._dedup_ttl)
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,34 @@ async def test_conversation_survives_a_restart(settings: Settings, clock: FakeCl
     history = await engine2.transcript("web", "c1")
     assert [h["from"] for h in history] == ["customer", "bot"] * 3
     await store2.close()
+
+
+class _Interleaving(SqliteStore):
+    """A store where another worker's message lands between this worker's read and its write."""
+
+    before_append: Any = None
+
+    async def append(self, conversation_id: str, events: Any) -> Any:
+        hook, self.before_append = self.before_append, None
+        if hook is not None:
+            await hook()
+        return await super().append(conversation_id, events)
+
+
+async def test_a_write_by_another_worker_in_between_is_never_skipped(settings: Settings,
+                                                                    clock: FakeClock) -> None:
+    store = _Interleaving(":memory:", clock)
+    worker_a = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    worker_b = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await ask(worker_a, clock, "你好")
+
+    async def customer_asks_b_for_a_person() -> None:
+        await ask(worker_b, clock, "转人工", mid="m-b")
+
+    store.before_append = customer_asks_b_for_a_person
+    await ask(worker_a, clock, "七天无理由退货怎么申请？", mid="m-a")
+    assert (await worker_a.state("web", "c1")).status == (await worker_b.state("web", "c1")).status != "bot"
+    await store.close()
 
 
 async def test_needs_agent_entry_answers_and_requests_a_person(small: ConversationEngine, clock: FakeClock,
