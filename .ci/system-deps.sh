@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: Debian's chromium (browser tests) and redis-server.
+# System packages the test suite drives for real: Debian's chromium (browser tests), redis-server, a CJK font.
 # Installs them when missing and we may (root with apt-get); otherwise says what the tests will skip.
 set -u
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# A CJK font, so the Chinese in browser screenshots is readable (tests pass without it).
+fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || missing+=(fonts-wqy-zenhei)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]} (apt-get)"
