@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.openapi import document
-from adapters.session import Sessions, error, json_body
+from adapters.session import Sessions, error, explained, json_body
 from bot import conversation as ev
 from bot.auth import Agent
 from bot.config import Settings
@@ -41,10 +41,11 @@ class AdminApi:
         self._store = store
         self._engine = engine
         self._faq = faq
+        self._strings: dict[str, dict[str, str]] = {}
 
     def routes(self) -> list[web.AbstractRouteDef]:
         def admin(handler: Any) -> Any:
-            return self._sessions.guard(self._faq_errors(handler), role="admin")
+            return explained(self._sessions.guard(self._faq_errors(handler), role="admin"), self._texts)
 
         entry = "/api/admin/faq/{id}"
         return [
@@ -72,8 +73,8 @@ class AdminApi:
             web.delete("/api/admin/customers/{channel}/{customer}", admin(self.delete_customer)),
             web.get("/api/followups", admin(self.followups)),
             web.delete("/api/followups/{id}", admin(self.cancel_followup)),
-            web.get("/api/tickets", self._sessions.guard(self.tickets)),
-            web.post("/api/tickets/{id}/status", self._sessions.guard(self.ticket_status)),
+            web.get("/api/tickets", explained(self._sessions.guard(self.tickets), self._texts)),
+            web.post("/api/tickets/{id}/status", explained(self._sessions.guard(self.ticket_status), self._texts)),
         ]
 
     @staticmethod
@@ -95,9 +96,14 @@ class AdminApi:
         return web.FileResponse(STATIC_DIR / "admin.html")
 
     async def strings(self, request: web.Request) -> web.Response:
-        lang = _lang(request.query.get("lang"))
-        path = self._settings.path("reply_templates") / lang / "admin.json"
-        return web.json_response(json.loads(path.read_text(encoding="utf-8")))
+        return web.json_response(self._texts(_lang(request.query.get("lang"))))
+
+    def _texts(self, lang: str) -> dict[str, str]:
+        """The admin page's strings (reply_templates/<lang>/admin.json), read once per language."""
+        if lang not in self._strings:
+            path = self._settings.path("reply_templates") / lang / "admin.json"
+            self._strings[lang] = json.loads(path.read_text(encoding="utf-8"))
+        return self._strings[lang]
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(document())

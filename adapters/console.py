@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapters.session import COOKIE, CSRF_HEADER, CSRF_VALUE, Sessions, error, json_body
+from adapters.session import COOKIE, CSRF_HEADER, CSRF_VALUE, Sessions, error, explained, json_body
 from adapters.wsutil import send_json
 from bot.auth import Agent, AuthError, list_agents, login, logout, update_agent
 from bot.config import Settings
@@ -51,13 +51,13 @@ class ConsoleChannel:
         conv = "/api/console/conversations/{id}"
 
         def api(handler: Any) -> Handler:
-            return self._explained(self._sessions.guard(handler))
+            return explained(self._sessions.guard(handler), self._console_strings)
 
         return [
             web.get("/console", self.page),
             web.static("/static/console", STATIC_DIR),
-            web.post("/api/auth/login", self._explained(self.login)),
-            web.post("/api/auth/logout", self._explained(self.logout)),
+            web.post("/api/auth/login", explained(self.login, self._console_strings)),
+            web.post("/api/auth/logout", explained(self.logout, self._console_strings)),
             web.get("/api/auth/me", api(self.me)),
             web.get("/api/console/strings", self.strings),
             web.get("/api/console/queue", api(self.queue)),
@@ -76,37 +76,6 @@ class ConsoleChannel:
             web.post("/api/console/check", api(self.check)),
             web.get("/ws/console", self.socket),
         ]
-
-    # -- errors a person can read ------------------------------------------------------------------
-
-    def _explained(self, handler: Handler) -> Handler:
-        """Every JSON error of the console API also carries "message", in the caller's language.
-
-        Codes stay the contract for code; the message (console.json "err.<code>") is for the person.
-        """
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                if exc.status < 400 or exc.content_type != "application/json":
-                    raise
-                response = web.Response(status=exc.status, text=exc.text, content_type="application/json")
-            if isinstance(response, web.Response) and response.status >= 400 \
-                    and response.content_type == "application/json" and response.text:
-                try:
-                    body = json.loads(response.text)
-                except ValueError:
-                    return response
-                if isinstance(body, dict) and isinstance(body.get("error"), str) and "message" not in body:
-                    body["message"] = self.error_message(body["error"], _accepted_lang(request))
-                    response.text = json.dumps(body, ensure_ascii=False)
-            return response
-        return wrapped
-
-    def error_message(self, code: str, lang: str) -> str:
-        strings = self._console_strings(lang)
-        text = strings.get(f"err.{code}") or strings.get("err.generic", "{code}")
-        return text.replace("{code}", code)
 
     def _console_strings(self, lang: str) -> dict[str, str]:
         if lang not in self._strings:
@@ -326,15 +295,6 @@ def _text(body: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         raise web.HTTPBadRequest(text=json.dumps({"error": "bad_text"}), content_type="application/json")
     return text
-
-
-def _accepted_lang(request: web.Request) -> str:
-    """zh or en: ?lang= first, else the first language the browser accepts."""
-    forced = request.query.get("lang")
-    if forced in ("zh", "en"):
-        return forced
-    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
-    return "en" if first.startswith("en") else "zh"
 
 
 def _lang(value: object) -> str:

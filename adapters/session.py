@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +47,42 @@ class Sessions:
 
 def error(http_status: int, code: str, /, **extra: Any) -> web.Response:
     return web.json_response({"error": code, **extra}, status=http_status)
+
+
+def explained(handler: Handler, strings: Callable[[str], Mapping[str, str]]) -> Handler:
+    """Every JSON error also carries "message" in the caller's language.
+
+    Codes stay the contract for code; the message (the page's strings, "err.<code>") is for the person.
+    """
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type != "application/json":
+                raise
+            response = web.Response(status=exc.status, text=exc.text, content_type="application/json")
+        if isinstance(response, web.Response) and response.status >= 400 \
+                and response.content_type == "application/json" and response.text:
+            try:
+                body = json.loads(response.text)
+            except ValueError:
+                return response
+            if isinstance(body, dict) and isinstance(body.get("error"), str) and "message" not in body:
+                texts = strings(accepted_lang(request))
+                text = texts.get(f"err.{body['error']}") or texts.get("err.generic", "{code}")
+                body["message"] = text.replace("{code}", body["error"])
+                response.text = json.dumps(body, ensure_ascii=False)
+        return response
+    return wrapped
+
+
+def accepted_lang(request: web.Request) -> str:
+    """zh or en: ?lang= first, else the first language the browser accepts."""
+    forced = request.query.get("lang")
+    if forced in ("zh", "en"):
+        return forced
+    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
+    return "en" if first.startswith("en") else "zh"
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

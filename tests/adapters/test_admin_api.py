@@ -49,7 +49,12 @@ async def customer_asks(client: Client, text: str) -> str:
 
 
 async def test_only_admins(client: Client) -> None:
-    assert (await client.get("/api/admin/faq")).status == 401
+    anonymous = await client.get("/api/admin/faq")
+    assert anonymous.status == 401
+    assert (await anonymous.json())["message"] == "登录已过期，请重新登录。"
+    english = await client.get("/api/admin/faq", headers={"Accept-Language": "en-GB,en;q=0.8"})
+    assert (await english.json()) == {"error": "login_required",
+                                      "message": "Your session has expired; please log in again."}
     wang = await log_in(client, "wang", "password-1")
     try:
         for path in ("/api/admin/faq", "/api/admin/figures", "/api/admin/unanswered", "/api/followups"):
@@ -87,6 +92,7 @@ async def test_validation_is_field_level(client: Client, boss: Any) -> None:
         resp = await boss.post("/api/admin/faq", json=body, headers=H)
         assert resp.status == 422, body
         assert field in (await resp.json())["fields"], (field, await resp.json())
+        assert (await resp.json())["message"].startswith("有字段填写不正确")
     several = await boss.post("/api/admin/faq", headers=H,
                               json={**NEW, "question": " ", "lang": "fr", "enabled": "yes", "tags": [1]})
     assert set((await several.json())["fields"]) == {"question", "lang", "enabled", "tags"}
