@@ -41,7 +41,7 @@ def build_engine(
     kb_dir = settings.path(settings.knowledge_base.dir)
     kb = kb or load_dir(kb_dir)
     renderer = ReplyRenderer(settings.path("reply_templates"), default_lang=settings.shop.default_lang)
-    locks = KeyedLock()
+    locks = KeyedLock(store)
     states = StateCache(store)
     normalizer = Normalizer(kb.synonyms)
     delivery = delivery or Delivery({})

@@ -1,17 +1,29 @@
-"""One message or action at a time per conversation, inside this process."""
+"""One message or action at a time per conversation: inside this process, and across workers when the
+store is shared (a lease in the store, so two workers never act on one conversation at once)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from bot.storage.base import ConversationStore
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 10.0  # a worker that dies holding a lease blocks its conversation this long at most
+WAIT_SECONDS = 5.0  # past this, go ahead: an answer late by a race beats no answer
+_POLL = (0.002, 0.05)  # first and largest pause between attempts
+
 
 class KeyedLock:
-    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it; plus a store lease if shared."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: ConversationStore | None = None) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._store = store if store is not None and store.shared else None
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
@@ -19,10 +31,33 @@ class KeyedLock:
         self._locks[key] = (lock, users + 1)
         try:
             async with lock:
-                yield
+                if self._store is None:
+                    yield
+                else:
+                    async with self._lease(self._store, key):
+                        yield
         finally:
             lock, users = self._locks[key]
             if users == 1:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+    @asynccontextmanager
+    async def _lease(self, store: ConversationStore, key: str) -> AsyncIterator[None]:
+        name, token = f"lease:{key}", secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + WAIT_SECONDS, _POLL[0]
+        while not await store.cache_add(name, token, LEASE_SECONDS):
+            if loop.time() >= deadline:
+                logger.warning("conversation %s still leased by another worker after %.0f s: going ahead",
+                               key, WAIT_SECONDS)
+                token = ""
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL[1])
+        try:
+            yield
+        finally:
+            if token and await store.cache_get(name) == token:
+                await store.cache_delete(name)

@@ -13,6 +13,11 @@ from typing import Any, Protocol
 from bot.models import Event
 
 
+# A shared store's bus delivers this topic (payload {}) when its connection came back after a loss: what
+# was published meanwhile is gone, so whoever pushes live updates must make clients fetch state again.
+BUS_RESUMED = "bus_resumed"
+
+
 class StoreError(RuntimeError):
     """The store cannot be reached or refused an operation; callers answer politely, never crash."""
 
@@ -30,6 +35,9 @@ class Subscription(Protocol):
 
 
 class ConversationStore(Protocol):
+    # True when other processes use the same data (Redis): per-conversation locks must then be leases in it.
+    shared: bool
+
     async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
         """Append events in order; return them with their sequence numbers (1, 2, … per conversation)."""
         ...

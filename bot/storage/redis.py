@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from bot.clock import Clock
 from bot.models import Event
-from bot.storage.base import ConflictError, StoreError
+from bot.storage.base import BUS_RESUMED, ConflictError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 # The real TTL outlives the clock's expiry by this much, so clock skew between workers and Redis never
 # drops an entry early; the stored expiry stays the authority, the TTL only cleans up.
 _TTL_GRACE_SECONDS = 10.0
-_BUS_RETRY_SECONDS = 0.5
+_BUS_RETRY_SECONDS = (0.05, 0.5)  # first and largest pause before re-reading a lost bus
 MAX_CONNECTIONS = 64  # per worker process; the bus holds one of them
 
 # Atomic: a script runs alone on the server, so no other client can write between the expiry check
@@ -228,6 +228,8 @@ class RedisStore:
 
     The client must decode responses (decode_responses=True).
     """
+
+    shared = True
 
     def __init__(self, client: Redis, clock: Clock, *, prefix: str) -> None:
         if not client.connection_pool.connection_kwargs.get("decode_responses"):
@@ -500,19 +502,31 @@ class RedisStore:
 
     async def _listen(self, pubsub: PubSub) -> None:
         """Hand each bus message to every local subscription. After a lost connection redis-py reconnects
-        and resubscribes on the next read; what was published meanwhile is lost, as with any pub/sub."""
+        and resubscribes on the next read; what was published meanwhile is lost, as with any pub/sub, so
+        the subscriptions get BUS_RESUMED once the subscription is confirmed again."""
+        pause, lost = _BUS_RETRY_SECONDS[0], False
         while True:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                message = await pubsub.get_message(timeout=None)
             except RedisError as exc:
-                logger.warning("bus connection to %s lost (%s); reconnecting", self._where, exc)
+                if not lost:
+                    logger.warning("bus connection to %s lost (%s); reconnecting", self._where, exc)
+                lost = True
                 # Idle pooled connections died with it (a Redis restart): drop them now, or the first
                 # command on each would fail after Redis is back. Busy ones are left to their commands.
                 with contextlib.suppress(RedisError, OSError):
                     await self._client.connection_pool.disconnect(inuse_connections=False)
-                await asyncio.sleep(_BUS_RETRY_SECONDS)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _BUS_RETRY_SECONDS[1])
                 continue
-            if message is not None and message["type"] == "message":
+            if message is None:
+                continue
+            if message["type"] == "subscribe" and lost:
+                logger.warning("bus connection to %s back", self._where)
+                pause, lost = _BUS_RETRY_SECONDS[0], False
+                for subscription in list(self._subscriptions):
+                    subscription.offer((BUS_RESUMED, {}))
+            elif message["type"] == "message":
                 self._deliver(str(message["data"]))
 
     def _deliver(self, raw: str) -> None:

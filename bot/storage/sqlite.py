@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS records (
 class SqliteStore:
     """ConversationStore on SQLite; `path` may be ":memory:" for fast tests."""
 
+    shared = False
+
     def __init__(self, path: str | Path, clock: Clock) -> None:
         self._clock = clock
         self._bus = LocalBus()

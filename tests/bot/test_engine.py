@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,29 @@ async def test_a_write_by_another_worker_in_between_is_never_skipped(settings: S
     store.before_append = customer_asks_b_for_a_person
     await ask(worker_a, clock, "七天无理由退货怎么申请？", mid="m-a")
     assert (await worker_a.state("web", "c1")).status == (await worker_b.state("web", "c1")).status != "bot"
+    await store.close()
+
+
+async def test_workers_on_a_shared_store_take_turns_on_one_conversation(settings: Settings,
+                                                                        clock: FakeClock) -> None:
+    store = _Interleaving(":memory:", clock)
+    store.shared = True  # as Redis is: the per-conversation lock becomes a lease in the store
+    worker_a = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    worker_b = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    second: list[asyncio.Task[Any]] = []
+
+    async def b_gets_a_message_meanwhile() -> None:
+        second.append(asyncio.create_task(worker_b.handle(msg(clock, "转人工", mid="m-b"))))
+        await asyncio.sleep(0.05)
+        assert not second[0].done() and await store.events("web:c1") == [], "B acted while A held the turn"
+
+    store.before_append = b_gets_a_message_meanwhile
+    await ask(worker_a, clock, "七天无理由退货怎么申请？", mid="m-a")
+    assert await second[0]
+    seqs = [(e.seq, e.type) for e in await store.events("web:c1")]
+    assert [seq for seq, _ in seqs] == list(range(1, len(seqs) + 1))
+    assert seqs[0][1] == "customer_message" and (await worker_b.state("web", "c1")).status != "bot"
+    assert await store.cache_get("lease:web:c1") is None
     await store.close()
 
 
