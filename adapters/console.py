@@ -284,9 +284,10 @@ class ConsoleChannel:
     def _watching(self, conversation_id: str) -> list[web.WebSocketResponse]:
         return [ws for ws, (_, watched) in self._sockets.items() if conversation_id in watched]
 
-    async def close_all(self) -> None:
+    async def close_all(self, payload: dict[str, Any] | None = None) -> None:
+        """Consoles reconnect and reload the queue: at shutdown, and when the bus lost messages."""
         for ws in list(self._sockets):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown" if payload is None else b"resync")
 
 
 

@@ -58,11 +58,12 @@ class WebchatChannel:
             web.static("/static/webchat", STATIC_DIR),
         ]
 
-    async def close_all(self) -> None:
-        """Tell every open widget to reconnect (1001 going away): used at shutdown."""
+    async def close_all(self, payload: dict[str, Any] | None = None) -> None:
+        """Tell every open widget to reconnect (1001 going away): at shutdown, and when the bus lost
+        messages (BUS_RESUMED) — the reconnect's history brings back whatever a live push missed."""
         sockets = [ws for group in self._sockets.values() for ws in group]
         for ws in sockets:
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown" if payload is None else b"resync")
 
     async def on_deliver(self, payload: dict[str, Any]) -> None:
         """A push from any worker (bus "deliver"): send it if this worker holds the visitor's sockets."""

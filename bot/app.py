@@ -30,7 +30,7 @@ from bot.retention import purge_closed
 from bot.scheduler import JobScheduler
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.storage.base import ConversationStore, StoreError, Subscription
+from bot.storage.base import BUS_RESUMED, ConversationStore, StoreError, Subscription
 from bot.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,11 @@ def create_app(
     async def kb_changed(payload: dict[str, Any]) -> None:
         await app[appkeys.FAQ].apply(str(payload["id"]))
 
+    async def kb_resync(payload: dict[str, Any]) -> None:
+        await app[appkeys.FAQ].resync()
+
     handlers: dict[str, list[Callable[[dict[str, Any]], Awaitable[None]]]] = {
-        DELIVER_TOPIC: [], CONSOLE_TOPIC: [], KB_TOPIC: [kb_changed]}
+        DELIVER_TOPIC: [], CONSOLE_TOPIC: [], KB_TOPIC: [kb_changed], BUS_RESUMED: [kb_resync]}
 
     async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
         subscription = app[appkeys.STORE].subscribe()
@@ -167,11 +170,13 @@ def create_app(
     app.router.add_routes(AdminApi(settings, sessions, lambda: app[appkeys.STORE], lambda: app[appkeys.ENGINE],
                                    lambda: app[appkeys.FAQ]).routes())
     handlers[CONSOLE_TOPIC].append(console.on_bus)
+    handlers[BUS_RESUMED].append(console.close_all)
     closers = [console.close_all]
     if settings.channels.webchat.enabled:
         webchat = WebchatChannel(settings, lambda: app[appkeys.ENGINE], clock, metrics=metrics)
         app.router.add_routes(webchat.routes())
         handlers[DELIVER_TOPIC].append(webchat.on_deliver)
+        handlers[BUS_RESUMED].append(webchat.close_all)
         closers.append(webchat.close_all)
     if wechat is not None:
         app.router.add_routes(wechat.routes())

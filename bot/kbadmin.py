@@ -259,6 +259,20 @@ class FaqAdmin:
         else:
             self._engine.upsert_entry(entry_from_record(_strip(record), f"faq {entry_id}"))
 
+    async def resync(self) -> None:
+        """Every stored entry into this worker's matcher again: after the bus lost messages (a Redis
+        restart), an edit made meanwhile on another worker would otherwise never reach this one."""
+        stored = {}
+        for record in await self._store.records(KIND):
+            entry = entry_from_record(_strip(record), f"faq {record.get('id')}")
+            stored[entry.id] = entry
+        live = {e.id: e for e in self._engine.entries()}
+        for entry_id in live.keys() - stored.keys():
+            self._engine.remove_entry(entry_id)
+        for entry_id, entry in stored.items():
+            if live.get(entry_id) != entry:
+                self._engine.upsert_entry(entry)
+
     async def _changed(self, entry_id: str) -> None:
         await self.apply(entry_id)
         await self._store.publish(KB_TOPIC, {"id": entry_id})
