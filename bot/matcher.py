@@ -24,7 +24,7 @@ import heapq
 import math
 import re
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -41,9 +41,10 @@ _CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.5, 0.5)}
 _K1, _B = 1.2, 0.75
 _ENTRY_WEIGHT = 0.6  # share of the whole-entry score against the best single phrasing
 _FUZZ_WEIGHT = 0.2
-_POOL = 20  # candidates scored exactly and re-ranked with rapidfuzz
+_POOL = 12  # candidates scored exactly and re-ranked with rapidfuzz
 _FUZZ_PHRASINGS = 3
 _POSTING_BUDGET = 20_000
+_RECENT = 4096  # questions whose result is kept until the KB changes
 _MAX_QUERY_CHARS = 512  # of normalised text; nobody asks an FAQ question in more
 _CHAR_NGRAM = 3
 _MIN_STEM = 3
@@ -299,6 +300,8 @@ class Matcher:
         self.normalizer = normalizer
         self.thresholds = thresholds
         self._parts: dict[str, _Part] = {}
+        # Customers ask the same few questions word for word all day; any KB change empties it.
+        self._recent: OrderedDict[tuple[str, str | None], MatchResult] = OrderedDict()
         self._lang_of: dict[str, str] = {}
         for entry in entries:
             self.upsert(entry)
@@ -310,6 +313,7 @@ class Matcher:
     def upsert(self, entry: FaqEntry) -> None:
         """Add or replace one entry; a disabled entry is taken out."""
         self.remove(entry.id)
+        self._recent.clear()
         if not entry.enabled:
             return
         phrasings: dict[str, _Phrasing] = {}
@@ -329,6 +333,7 @@ class Matcher:
 
     def remove(self, entry_id: str) -> None:
         """Forget an entry (no error when it is unknown)."""
+        self._recent.clear()
         lang = self._lang_of.pop(entry_id, None)
         if lang is not None:
             self._parts[lang].remove(entry_id)
@@ -346,8 +351,16 @@ class Matcher:
 
     def match(self, text: str, *, lang: str | None = None) -> MatchResult:
         """Answer a clear winner, clarify between close or middling candidates, else fall back."""
-        candidates = tuple(self.rank(text, lang=lang, k=3))
-        return MatchResult(decide(candidates, self.thresholds), candidates)
+        key = (text, lang)
+        result = self._recent.get(key)
+        if result is None:
+            candidates = tuple(self.rank(text, lang=lang, k=3))
+            result = self._recent[key] = MatchResult(decide(candidates, self.thresholds), candidates)
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(key)
+        return result
 
 
 def decide(candidates: Sequence[Candidate], thresholds: Thresholds) -> Decision:
