@@ -65,6 +65,10 @@ class Turn:
         )
 
 
+# What a picture, link or location message carries that an agent needs to see (channels put it in meta).
+MEDIA_FIELDS = ("media_id", "pic_url", "url", "title", "label", "latitude", "longitude")
+
+
 @dataclass(frozen=True)
 class Outcome:
     replies: list[Reply]
@@ -209,6 +213,7 @@ class ConversationEngine:
         text = clean_text(msg.text)
         lang = _lang_of(text) or state.lang or self._shop.default_lang
         traditional = is_traditional(text) if _has_cjk(text) else state.traditional
+        media = {k: v for k, v in msg.meta.items() if k in MEDIA_FIELDS and isinstance(v, str) and v}
         turn.record(
             ev.CUSTOMER_MESSAGE,
             text=text,
@@ -216,6 +221,7 @@ class ConversationEngine:
             channel_msg_id=msg.channel_msg_id,
             lang=lang,
             traditional=traditional,
+            **({"media": media} if media else {}),
         )
         out = _Speaker(self, state, turn, lang, traditional)
         if msg.kind == "subscribe":

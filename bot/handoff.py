@@ -322,7 +322,10 @@ def console_item(e: Event) -> dict[str, Any] | None:
     d = e.data
     base: dict[str, Any] = {"seq": e.seq, "type": e.type, "at": e.at.isoformat()}
     if e.type == ev.CUSTOMER_MESSAGE:
-        return {**base, "from": "customer", "text": mask(d.get("text", "")), "kind": d.get("kind", "text")}
+        item = {**base, "from": "customer", "text": mask(d.get("text", "")), "kind": d.get("kind", "text")}
+        media = {k: mask(v) if k in ("title", "label") else v for k, v in d.get("media", {}).items()
+                 if k not in ("pic_url", "url") or v.startswith(("https://", "http://"))}
+        return {**item, "media": media} if media else item
     if e.type == ev.BOT_REPLY:
         return {**base, "from": "bot", "text": mask(d.get("text", "")), "faq_id": d.get("faq_id"),
                 "score": d.get("score"), "candidates": d.get("candidates", []), "intent": d.get("intent")}

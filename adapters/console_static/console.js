@@ -125,6 +125,21 @@
     while (node.firstChild) node.removeChild(node.firstChild);
   }
 
+  // What a picture, link or location message carried: links open in a new tab, nothing is embedded.
+  function mediaLine(media) {
+    const line = el('span', { class: 'media', testid: 'media' });
+    const link = (href, text) => {
+      const url = safeUrl(href);
+      return url ? el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text }) : null;
+    };
+    if (media.pic_url) line.append(link(media.pic_url, t('media.picture')) || '');
+    if (media.url) line.append(link(media.url, media.title || t('media.link')) || '');
+    if (media.latitude && media.longitude) {
+      line.append(el('span', { text: t('media.location', { label: media.label || '', lat: media.latitude, lng: media.longitude }) }));
+    }
+    return line;
+  }
+
   function safeUrl(raw) {
     try {
       const url = new URL(raw);
@@ -909,6 +924,7 @@
       const bubble = el('div', { class: 'bubble', testid: 'bubble' });
       if (item.kind && item.kind !== 'text') bubble.append(el('span', { class: 'kind-tag', text: t('msg.kind', { kind: item.kind }) }));
       bubble.append(String(item.text || ''));  // customer text: literally, never markup, never HTML
+      if (item.media) bubble.append(mediaLine(item.media));
       return el('div', { ...attrs, class: 'msg msg-customer' },
         el('div', { class: 'msg-col' },
           el('div', { class: 'msg-head' }, el('span', { class: 'msg-who', text: t('from.customer') }), el('span', { text: time })),

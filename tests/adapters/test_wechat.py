@@ -29,6 +29,7 @@ from adapters.wechat_xml import TEXT_LIMIT_BYTES, WechatMessage
 from bot import appkeys
 from bot.app import create_app
 from bot.auth import create_agent
+from bot.handoff import console_item
 from bot.config import Settings
 from bot.models import Event, FaqEntry, Reply, Suggestion
 from bot.replies import ReplyRenderer
@@ -361,6 +362,12 @@ async def test_media_and_unknown_types_get_a_polite_chinese_acknowledgement(wx: 
     assert "已收到您发送的" in content and "文字" in content
     [msg] = await wx.events(openid, "customer_message")
     assert msg.data["kind"] == (kind if kind != "miniprogrampage" else "unknown")
+    # What the agent needs to see of it is kept and shown in the console.
+    shown = {"image": {"pic_url": "http://mmbiz.qpic.cn/x.jpg", "media_id": "m"},
+             "location": {"label": "广州市天河区", "latitude": "23.134521", "longitude": "113.358803"},
+             "link": {"title": "Order screenshot", "url": "https://example.com/a"}}.get(kind, {})
+    item = console_item(msg)
+    assert item is not None and shown.items() <= item.get("media", {}).items()
 
 
 async def test_subscribe_gets_the_welcome_menu_and_a_number_picks_from_it(make_harness: MakeHarness) -> None:
