@@ -23,6 +23,7 @@ from bot.intents import CATEGORIES
 from bot.locks import KeyedLock
 from bot.models import Event, Reply
 from bot.normalize import to_traditional
+from bot.outbox import Undeliverable
 from bot.norms import Violation, check
 from bot.privacy import mask, mask_id
 from bot.replies import ReplyRenderer
@@ -112,9 +113,14 @@ class HandoffDesk:
             lang = state.lang or self._default_lang
             event = await self._append(conversation_id, ev.AGENT_MESSAGE, agent=agent.username, text=text,
                                        display_name=agent.display_name)
-            await self._delivery.send(conversation_id, [Reply(text=text, sender="agent", lang=lang)])
+            try:
+                await self._delivery.send(conversation_id, [Reply(text=text, sender="agent", lang=lang)],
+                                          strict=True)
+                undelivered = []
+            except Undeliverable as exc:  # saved, but the channel will not carry it (WeChat's 48 hours)
+                undelivered = [Violation("not_delivered", exc.reason)]
         await self._publish_item(conversation_id, event)
-        return check(text, lang)
+        return undelivered + check(text, lang)
 
     async def note(self, conversation_id: str, agent: Agent, text: str) -> None:
         if not text.strip():

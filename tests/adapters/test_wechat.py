@@ -566,6 +566,24 @@ async def test_agent_reply_from_the_console_reaches_the_wechat_customer(wx: Harn
     assert quiet.body == "success"
 
 
+async def test_agent_reply_outside_the_48_hour_window_is_kept_and_the_agent_is_told(wx: Harness) -> None:
+    await create_agent(wx.store, "wang", "password-1", display_name="小王")
+    await wx.say("o-late", "人工", 5101)
+    session = await log_in(wx)
+    try:
+        conv = f"{CHANNEL}:o-late"
+        assert (await session.post(f"/api/console/conversations/{conv}/claim", headers=CSRF)).status == 200
+        wx.fake.customer_wrote("o-late", at=wx.fake.clock() - 49 * 3600)  # the customer's last word: 49 h ago
+        resp = await session.post(f"/api/console/conversations/{conv}/reply", headers=CSRF,
+                                  json={"text": "您好，您的退款已经处理好了。"})
+        assert resp.status == 200
+        assert {"code": "not_delivered", "detail": "outside_48h_window"} in (await resp.json())["warnings"]
+    finally:
+        await session.close()
+    assert "您好，您的退款已经处理好了。" not in wx.pushed("o-late")
+    assert [e.data["text"] for e in await wx.events("o-late", "agent_message")] == ["您好，您的退款已经处理好了。"]
+
+
 async def test_expired_access_token_is_refreshed_once(wx: Harness) -> None:
     delivery = wx.app[appkeys.WECHAT]
     wx.fake.customer_wrote("o-token")
