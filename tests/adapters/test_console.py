@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +18,7 @@ from bot.app import create_app
 from bot.auth import create_agent
 from bot.config import Settings
 from bot.storage.sqlite import SqliteStore
-from tests.adapters.test_webchat import hello, send
+from tests.adapters.test_webchat import hello, send, until
 from tests.conftest import SHANGHAI
 from tests.fakes import FakeClock
 
@@ -139,13 +141,7 @@ async def test_customer_and_agent_talk_live_both_ways(client: Client) -> None:
 
 
 async def test_second_claim_gets_409_and_others_cannot_act(client: Client) -> None:
-    customer = await client.ws_connect("/ws/chat")
-    await hello(customer)
-    await send(customer, "c-1", "转人工")
-    wang = await log_in(client, "wang", "password-1")
-    li = await log_in(client, "li", "password-2")
-    try:
-        conv = (await (await wang.get("/api/console/queue")).json())["items"][0]["conversation_id"]
+    async with handed_over(client) as (customer, wang, li, conv):
         results = await asyncio.gather(wang.post(f"/api/console/conversations/{conv}/claim", headers=H),
                                        li.post(f"/api/console/conversations/{conv}/claim", headers=H))
         assert sorted(r.status for r in results) == [200, 409]
@@ -159,10 +155,6 @@ async def test_second_claim_gets_409_and_others_cannot_act(client: Client) -> No
         resp = await winner.post(f"/api/console/conversations/{conv}/close",
                                  json={"resolved": True, "category": "logistics"}, headers=H)
         assert resp.status == 200
-    finally:
-        await wang.close()
-        await li.close()
-        await customer.close()
 
 
 async def test_canned_replies_and_live_norms_check(client: Client) -> None:
@@ -190,7 +182,7 @@ async def _console(session: aiohttp.ClientSession, *watch: str) -> aiohttp.Clien
     for conv in watch:
         await ws.send_json({"type": "watch", "conversation_id": conv})
     await ws.send_json({"type": "ping"})
-    await _until(ws, lambda f: f["type"] == "pong")  # the watches are in before the pong
+    await until(ws, lambda f: f["type"] == "pong")  # the watches are in before the pong
     return ws
 
 
@@ -200,19 +192,27 @@ async def _quiet(ws: aiohttp.ClientWebSocketResponse, *also: aiohttp.ClientWebSo
     everything published before it (one bus, handled in order), so waiting for it drains the rest."""
     marker = f"sentinel-{id(ws)}-{len(also)}"
     await client.app[appkeys.STORE].publish("console", {"kind": "conversation", "conversation_id": marker})
-    frames = (await _until(ws, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation"))[:-1]
+    frames = (await until(ws, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation"))[:-1]
     for other in also:
-        await _until(other, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation")
+        await until(other, lambda f: f.get("conversation_id") == marker and f["type"] == "conversation")
     return frames
 
 
-async def _until(ws: aiohttp.ClientWebSocketResponse, pred: Any) -> list[dict[str, Any]]:
-    frames = []
-    while True:
-        frame = await ws.receive_json(timeout=5)
-        frames.append(frame)
-        if pred(frame):
-            return frames
+@asynccontextmanager
+async def handed_over(client: Client) -> AsyncIterator[tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientSession,
+                                                               aiohttp.ClientSession, str]]:
+    """A web-chat customer who asked for a person, and agents wang and li logged in; all closed after."""
+    customer = await client.ws_connect("/ws/chat")
+    await hello(customer)
+    await send(customer, "c-1", "转人工")
+    wang = await log_in(client, "wang", "password-1")
+    li = await log_in(client, "li", "password-2")
+    try:
+        yield customer, wang, li, await _newest_in_queue(wang)
+    finally:
+        await wang.close()
+        await li.close()
+        await customer.close()
 
 
 async def _newest_in_queue(session: aiohttp.ClientSession) -> str:
@@ -222,13 +222,7 @@ async def _newest_in_queue(session: aiohttp.ClientSession) -> str:
 
 async def test_every_transition_reaches_a_watching_console_as_items(client: Client) -> None:
     """Claim, transfer, release and close each push their log items (and the customer's notice) live."""
-    customer = await client.ws_connect("/ws/chat")
-    await hello(customer)
-    await send(customer, "c-1", "转人工")
-    wang = await log_in(client, "wang", "password-1")
-    li = await log_in(client, "li", "password-2")
-    try:
-        conv = await _newest_in_queue(wang)
+    async with handed_over(client) as (customer, wang, li, conv):
         console = await _console(wang, conv)
         assert (await wang.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
         items = [f["item"] for f in await _quiet(console, client=client) if f["type"] == "message"]
@@ -264,27 +258,17 @@ async def test_every_transition_reaches_a_watching_console_as_items(client: Clie
         assert "感谢您的咨询" in items[0]["text"] and items[1]["resolved"] is True
         await console.close()
         await li_console.close()
-    finally:
-        await wang.close()
-        await li.close()
-        await customer.close()
 
 
 async def test_customer_typing_reaches_only_consoles_watching_a_handed_over_conversation(client: Client) -> None:
-    customer = await client.ws_connect("/ws/chat")
-    await hello(customer)
-    await send(customer, "c-1", "转人工")
-    wang = await log_in(client, "wang", "password-1")
-    li = await log_in(client, "li", "password-2")
-    try:
-        conv = await _newest_in_queue(wang)
+    async with handed_over(client) as (customer, wang, li, conv):
         watching = await _console(wang, conv)
         elsewhere = await _console(li)
         await customer.send_json({"type": "typing", "on": True})
-        [typing] = [f for f in await _until(watching, lambda f: f["type"] == "typing")]
+        [typing] = [f for f in await until(watching, lambda f: f["type"] == "typing")]
         assert typing == {"type": "typing", "conversation_id": conv, "from": "customer", "on": True}
         await customer.send_json({"type": "typing", "on": False})
-        assert (await _until(watching, lambda f: f["type"] == "typing"))[-1]["on"] is False
+        assert (await until(watching, lambda f: f["type"] == "typing"))[-1]["on"] is False
         assert not [f for f in await _quiet(elsewhere, client=client) if f["type"] == "typing"]
         # A bad typing frame is ignored, the socket stays up.
         await customer.send_json({"type": "typing", "on": "yes"})
@@ -301,10 +285,6 @@ async def test_customer_typing_reaches_only_consoles_watching_a_handed_over_conv
         assert not [f for f in await _quiet(watching, client=client) if f["type"] == "typing"]
         await watching.close()
         await elsewhere.close()
-    finally:
-        await wang.close()
-        await li.close()
-        await customer.close()
 
 
 async def test_wait_alerts_use_kind_and_reach_supervisors_and_the_holding_agent_only(
@@ -353,13 +333,7 @@ async def test_errors_carry_a_message_a_person_can_read(client: Client) -> None:
     no_csrf = await client.post("/api/auth/login", json={"username": "wang", "password": "password-1"})
     assert no_csrf.status == 403 and (await no_csrf.json())["message"]
 
-    customer = await client.ws_connect("/ws/chat")
-    await hello(customer)
-    await send(customer, "c-1", "转人工")
-    wang = await log_in(client, "wang", "password-1")
-    li = await log_in(client, "li", "password-2")
-    try:
-        conv = await _newest_in_queue(wang)
+    async with handed_over(client) as (customer, wang, li, conv):
         assert (await wang.post(f"/api/console/conversations/{conv}/claim", headers=H)).status == 200
         late = await li.post(f"/api/console/conversations/{conv}/claim", headers=H)
         assert late.status == 409 and await late.json() == {"error": "already_claimed",
@@ -379,10 +353,6 @@ async def test_errors_carry_a_message_a_person_can_read(client: Client) -> None:
         unknown = await wang.post(f"/api/console/conversations/{conv}/close",
                                   json={"resolved": True, "category": "weather"}, headers={**H, "Accept-Language": "en"})
         assert (await unknown.json())["message"] == "Invalid complaint category."
-    finally:
-        await wang.close()
-        await li.close()
-        await customer.close()
 
 
 async def test_console_masks_phone_and_id_numbers_but_the_callback_ticket_keeps_the_contact(
