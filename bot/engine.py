@@ -211,7 +211,7 @@ class ConversationEngine:
 
     async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
         text = clean_text(msg.text)
-        lang = _lang_of(text) or state.lang or self._shop.default_lang
+        lang = _lang_of(text, state.lang) or state.lang or self._shop.default_lang
         traditional = is_traditional(text) if _has_cjk(text) else state.traditional
         media = {k: v for k, v in msg.meta.items() if k in MEDIA_FIELDS and isinstance(v, str) and v}
         turn.record(
@@ -470,12 +470,16 @@ def _has_cjk(text: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
 
 
-def _lang_of(text: str) -> str | None:
+def _lang_of(text: str, current: str | None) -> str | None:
+    """The language a message is written in, or None when it does not say (digits, emoji, "ok").
+
+    One Latin word ("ok", "thx", "iPhone") inside a Chinese conversation is not a switch to English."""
     if _has_cjk(text):
         return "zh"
-    if re.search(r"[A-Za-z]{2,}", text):
-        return detect_lang(text)
-    return None
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    if not words or (current not in (None, "en") and len(words) < 2):
+        return None
+    return detect_lang(text)
 
 
 def _candidates(result: MatchResult | None) -> list[list[Any]]:

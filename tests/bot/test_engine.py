@@ -64,6 +64,16 @@ async def test_traditional_question_gets_a_traditional_answer(small: Conversatio
     assert "質量問題" in text
 
 
+async def test_one_latin_word_in_a_chinese_conversation_keeps_chinese(small: ConversationEngine,
+                                                                     clock: FakeClock) -> None:
+    await ask(small, clock, "七天无理由退货怎么申请？")
+    for text in ("ok", "thx!", "iPhone"):
+        replies = await small.handle(msg(clock, text))
+        assert all(r.lang == "zh" for r in replies), (text, replies)
+    english = await small.handle(msg(clock, "how long does delivery take"))
+    assert english and english[-1].lang == "en"
+
+
 async def test_english_question_gets_an_english_answer(small: ConversationEngine, clock: FakeClock) -> None:
     text = await ask(small, clock, "how can I return an item?")
     assert "welcome to **Home & Living Store**" in text
