@@ -59,5 +59,5 @@ class KeyedLock:
         try:
             yield
         finally:
-            if token and await store.cache_get(name) == token:
-                await store.cache_delete(name)
+            if token:
+                await store.cache_release(name, token)

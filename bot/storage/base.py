@@ -64,6 +64,11 @@ class ConversationStore(Protocol):
 
     async def cache_delete(self, key: str) -> None: ...
 
+    async def cache_release(self, key: str, value: str) -> bool:
+        """Delete the key only while it still holds `value` (atomic): a claim's owner gives it back without
+        ever removing one that expired and was taken by somebody else meanwhile."""
+        ...
+
     async def put_ticket(self, ticket: dict[str, Any]) -> None:
         """Insert or replace a service ticket (keyed by ticket["id"])."""
         ...

@@ -68,6 +68,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+_CACHE_RELEASE = """
+if redis.call('HGET', KEYS[1], 'value') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # Atomic, so a ticket that moves to another conversation is never in both or neither index, and two
 # writers cannot draw the same order number.
 _TICKET_PUT = """
@@ -246,6 +251,7 @@ class RedisStore:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._cache_add = client.register_script(_CACHE_ADD)
+        self._cache_release = client.register_script(_CACHE_RELEASE)
         self._ticket_put = client.register_script(_TICKET_PUT)
         self._job_put = client.register_script(_JOB_PUT)
         self._job_transition = client.register_script(_JOB_TRANSITION)
@@ -359,6 +365,10 @@ class RedisStore:
     @_surfaced
     async def cache_delete(self, key: str) -> None:
         await self._client.delete(f"{self._p}cache:{key}")
+
+    @_surfaced
+    async def cache_release(self, key: str, value: str) -> bool:
+        return bool(await self._cache_release(keys=[f"{self._p}cache:{key}"], args=[value]))
 
     @staticmethod
     def _ttl_ms(ttl_seconds: float) -> int:

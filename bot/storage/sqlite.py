@@ -161,6 +161,9 @@ class SqliteStore:
     async def cache_delete(self, key: str) -> None:
         self._db.execute("DELETE FROM cache WHERE key = ?", (key,))
 
+    async def cache_release(self, key: str, value: str) -> bool:
+        return self._db.execute("DELETE FROM cache WHERE key = ? AND value = ?", (key, value)).rowcount > 0
+
     async def put_ticket(self, ticket: dict[str, Any]) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",

@@ -77,6 +77,16 @@ async def test_cache_add_claims_once_until_expiry(backend: ConversationStore, cl
     assert await backend.cache_get("claim") is None
 
 
+async def test_cache_release_only_by_the_holder(backend: ConversationStore, clock: FakeClock) -> None:
+    assert await backend.cache_add("lease", "worker-1", 10)
+    clock.advance(seconds=11)  # worker-1's lease ran out and worker-2 took it
+    assert await backend.cache_add("lease", "worker-2", 10)
+    assert await backend.cache_release("lease", "worker-1") is False
+    assert await backend.cache_get("lease") == "worker-2"
+    assert await backend.cache_release("lease", "worker-2") is True
+    assert await backend.cache_get("lease") is None and await backend.cache_add("lease", "worker-3", 10)
+
+
 async def test_tickets_round_trip(backend: ConversationStore) -> None:
     ticket = {"id": "RT1", "conversation_id": "web:a", "status": "open", "order_no": "E20261118001234"}
     await backend.put_ticket(ticket)
