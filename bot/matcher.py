@@ -36,8 +36,9 @@ from bot.normalize import Normalizer
 
 WORDS, CHARS = 0, 1
 # Word vs character channel. Words written with spaces carry most of the meaning (characters catch the
-# typos); in Chinese a character bigram is not always a word, so both channels count the same.
-_CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.5, 0.5)}
+# typos). In Chinese the "words" are character bigrams, and a paraphrase that reorders or inserts a
+# character breaks them while keeping the characters: single characters weigh more.
+_CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.25, 0.75)}
 _K1, _B = 1.2, 0.75
 _ENTRY_WEIGHT = 0.6  # share of the whole-entry score against the best single phrasing
 _FUZZ_WEIGHT = 0.2
