@@ -13,8 +13,8 @@ from bot.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 10.0  # a worker that dies holding a lease blocks its conversation this long at most
-WAIT_SECONDS = 5.0  # past this, go ahead: an answer late by a race beats no answer
+LEASE_SECONDS = 5.0  # a lease outlives a worker that died holding it this long at most
+WAIT_SECONDS = 2.0  # past this, go ahead: a reply racing another beats a customer kept waiting
 _POLL = (0.002, 0.05)  # first and largest pause between attempts
 
 
