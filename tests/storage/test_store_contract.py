@@ -109,6 +109,25 @@ async def test_sqlite_log_survives_reopen(clock: FakeClock, tmp_path: Path) -> N
     await reopened.close()
 
 
+async def test_sqlite_wal_is_folded_in_off_the_event_loop(clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    empty = path.stat().st_size
+    for n in range(300):
+        await store.append(f"web:{n}", [ev(clock, "customer_message", text="请问多久发货" * 20)])
+    wal = tmp_path / "kefu.sqlite3-wal"
+    assert wal.stat().st_size > 0 and path.stat().st_size == empty  # commits never checkpoint themselves
+    deadline = asyncio.get_running_loop().time() + 5
+    while path.stat().st_size == empty:  # the checkpoint thread copies the WAL into the database
+        assert asyncio.get_running_loop().time() < deadline, "the checkpoint thread never ran"
+        await asyncio.sleep(0.1)
+    await store.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # truncated at close
+    reopened = SqliteStore(path, clock)
+    assert len(await reopened.conversations()) == 300
+    await reopened.close()
+
+
 async def test_queue_orders_by_rank_and_take_is_exclusive(backend: ConversationStore) -> None:
     await backend.queue_put("web:late", 2_000.0)
     await backend.queue_put("web:vip", 1_000.0)
