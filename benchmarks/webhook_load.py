@@ -78,9 +78,9 @@ async def load(url: str, senders: int, total: int) -> dict[str, float]:
     async def sender(session: aiohttp.ClientSession, index: int) -> None:
         nonlocal failures, answered
         for sent, n in enumerate(counter):
-            # A customer asks three questions, then the next one writes: a queue of people asking for an agent
-            # (two misses in a row hand over) would otherwise take over the run.
-            openid = f"o{index:04d}-{sent // 1}"
+            # Every request is a new customer with one question, as most WeChat traffic is; one customer asking
+            # question after question would soon be handed to an agent (two misses in a row) and left quiet.
+            openid = f"o{index:04d}-{sent}"
             body = message(openid, 10_000_000 + n, QUESTIONS[(n * 31) % len(QUESTIONS)])
             start = time.perf_counter()
             async with session.post(url, params=signed_query(), data=body) as resp:
