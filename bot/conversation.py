@@ -30,6 +30,8 @@ CLOSED = "closed"
 RATING = "rating"
 VISIT_RESULT = "visit_result"
 FOLLOWUP_SENT = "followup_sent"
+FOLLOWUP_SCHEDULED = "followup_scheduled"
+FOLLOWUP_ENDED = (FOLLOWUP_SENT, "followup_cancelled", "followup_skipped", "followup_failed", "followup_missed")
 
 
 def conversation_id(channel: str, customer_id: str) -> str:
@@ -57,6 +59,10 @@ class ConversationState:
     waiting_since: datetime | None = None
     last_agent_at: datetime | None = None
     awaiting: str | None = None  # a sent survey or follow-up visit the customer may answer
+    # (job id, kind) of follow-ups the log says were scheduled and not yet ended: when none of a kind is
+    # here, a customer's message need not look for one to cancel. An ending the log does not record only
+    # leaves an entry behind, which costs a lookup, never a missed cancellation.
+    followups: tuple[tuple[str, str], ...] = ()
 
 
 def fold(events: Iterable[Event], state: ConversationState | None = None) -> ConversationState:
@@ -113,13 +119,18 @@ def apply(s: ConversationState, e: Event) -> ConversationState:
         return replace(s, complaints=(*s.complaints, d.get("severity", "general")))
     if e.type == FLOW:
         return replace(s, flow=d.get("state"))
-    if e.type == FOLLOWUP_SENT and d.get("kind") in ("survey", "complaint_visit"):
-        return replace(s, awaiting=d["kind"])
+    if e.type == FOLLOWUP_SCHEDULED:
+        return replace(s, followups=(*s.followups, (str(d.get("job_id")), str(d.get("kind")))))
+    if e.type in FOLLOWUP_ENDED:
+        s = replace(s, followups=tuple(f for f in s.followups if f[0] != d.get("job_id")))
+        if e.type == FOLLOWUP_SENT and d.get("kind") in ("survey", "complaint_visit"):
+            return replace(s, awaiting=d["kind"])
+        return s
     if e.type in (RATING, VISIT_RESULT):
         return replace(s, awaiting=None)
     if e.type == CLOSED:
         return ConversationState(seq=e.seq, status="closed", lang=s.lang, traditional=s.traditional,
-                                 last_customer_at=s.last_customer_at)
+                                 last_customer_at=s.last_customer_at, followups=s.followups)
     return s
 
 

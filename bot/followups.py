@@ -65,7 +65,8 @@ class Followups:
         now = self._clock.now()
         if ev.CUSTOMER_MESSAGE in types:
             kinds = [NUDGE, IDLE_CLOSE] + ([SURVEY] if before.status == "closed" else [])
-            await self.cancel(conversation_id, kinds, reason="customer_wrote")
+            if any(kind in kinds for _, kind in before.followups):
+                await self.cancel(conversation_id, kinds, reason="customer_wrote")
         closed = next((e for e in events if e.type == ev.CLOSED), None)
         if closed is not None:
             await self.cancel(conversation_id, [NUDGE, IDLE_CLOSE], reason="closed")
