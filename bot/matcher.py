@@ -42,7 +42,8 @@ _CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.25, 0.75)}
 _K1, _B = 1.2, 0.75
 _ENTRY_WEIGHT = 0.6  # share of the whole-entry score against the best single phrasing
 _FUZZ_WEIGHT = 0.2
-_POOL = 12  # candidates scored exactly and re-ranked with rapidfuzz
+_POOL = 12  # candidates scored exactly as whole entries
+_PHRASING_POOL = 8  # of those, the best also scored phrasing by phrasing and re-ranked with rapidfuzz
 _FUZZ_PHRASINGS = 3
 _POSTING_BUDGET = 20_000
 _RECENT = 4096  # questions whose result is kept until the KB changes
@@ -171,18 +172,21 @@ class _Scorer:
 
     def __init__(self, level: _Level, query: Terms) -> None:
         self.level = level
+        channels = {term: _channel(term) for term in query}
+        lengths = [0, 0]
+        for term, tf in query.items():
+            lengths[channels[term]] += tf
+        norms = (level.norm(WORDS, lengths[WORDS]), level.norm(CHARS, lengths[CHARS]))
         idf = {term: level.idf(term) for term in query}
-        lengths = _lengths(query)
         selves = [0.0, 0.0]
         for term, tf in query.items():
-            ch = _channel(term)
-            selves[ch] += idf[term] * tf * (_K1 + 1.0) / (tf + level.norm(ch, lengths[ch]))
+            ch = channels[term]
+            selves[ch] += idf[term] * tf * (_K1 + 1.0) / (tf + norms[ch])
         channel_weight = _CHANNEL_WEIGHT["han" if any(term[0] == "u" for term in query) else "spaced"]
         active = [ch for ch in (WORDS, CHARS) if selves[ch] > 0.0]
         total = sum(channel_weight[ch] for ch in active)
         scale = [channel_weight[ch] / total / selves[ch] if ch in active else 0.0 for ch in (WORDS, CHARS)]
-        self.weights = {term: (_channel(term), scale[_channel(term)] * idf[term] * (_K1 + 1.0))
-                        for term in query if scale[_channel(term)]}
+        self.weights = {term: (ch, scale[ch] * idf[term] * (_K1 + 1.0)) for term, ch in channels.items() if scale[ch]}
         self.base = _K1 * (1.0 - _B)
         self.slopes = (level.norm(WORDS, 1) - self.base, level.norm(CHARS, 1) - self.base)
 
@@ -269,10 +273,14 @@ class _Part:
     def rank(self, text: str, query: Terms) -> list[Candidate]:
         entry_scorer = _Scorer(self.entry_level, query)
         phrasing_scorer = _Scorer(self.phrasing_level, query)
-        found = []
+        wholes = []
         for entry_id in self.shortlist(entry_scorer):
             item = self.entries[entry_id]
-            whole = entry_scorer.score(item.terms, item.lengths)
+            wholes.append((entry_scorer.score(item.terms, item.lengths), entry_id))
+        wholes.sort(key=lambda w: (-w[0], w[1]))
+        found = []
+        for whole, entry_id in wholes[:_PHRASING_POOL]:  # the rest almost never reach the top 3
+            item = self.entries[entry_id]
             each = sorted(item.phrasings, key=lambda p: -phrasing_scorer.score(p.terms, p.lengths))
             best = phrasing_scorer.score(each[0].terms, each[0].lengths)
             found.append(_rerank(text, entry_id, (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole, each))
