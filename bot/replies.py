@@ -28,6 +28,7 @@ class ReplyRenderer:
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # templates are read once; checking their mtime cost a stat per reply
         )
 
     def render(self, name: str, lang: str, **context: Any) -> str:
