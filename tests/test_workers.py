@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -26,10 +25,10 @@ from aiohttp.test_utils import TestServer
 from bot.knowledge import load_dir
 from tests.fake_wechat_api import FAKE_WECHAT_STATE, FakeWechatState, make_fake_wechat_api
 from tests.requirements import missing
-from tests.workers import (ROOT, Closed, Console, PrivateRedis, Widget, Worker, add_agent, delete_prefix, eventually, free_port,
+from tests.storage.conftest import REDIS_URL, delete_prefix
+from tests.workers import (ROOT, Closed, Console, PrivateRedis, Widget, Worker, add_agent, eventually, free_port,
                            redis_server_version, write_config)
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Agents on duty all day, no rate limit in the way of a scripted customer, follow-ups never held back.
 BASE_OVERRIDES: dict[str, dict[str, Any]] = {

@@ -338,17 +338,3 @@ class Console(FrameReader):
             await self.ws.close()
         await self.http.close()
 
-
-async def delete_prefix(url: str, prefix: str) -> int:
-    """Remove every key under `prefix` with SCAN (no KEYS, no FLUSHALL); how many were removed."""
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        return len(keys)
-    finally:
-        await client.aclose()
-
