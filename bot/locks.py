@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from bot.privacy import mask_id
 from bot.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class KeyedLock:
         while not await store.cache_add(name, token, LEASE_SECONDS):
             if loop.time() >= deadline:
                 logger.warning("conversation %s still leased by another worker after %.0f s: going ahead",
-                               key, WAIT_SECONDS)
+                               mask_id(key), WAIT_SECONDS)
                 token = ""
                 break
             await asyncio.sleep(pause)
