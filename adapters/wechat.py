@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.wechat_api import OUTSIDE_WINDOW, SendResult, WechatApi
+from adapters.wechat_api import OUTSIDE_WINDOW, TRANSPORT_ERROR, SendResult, WechatApi
 from adapters.wechat_crypto import WechatCrypto, WechatCryptoError, WechatSignatureError
 from adapters.wechat_xml import (
     WechatMessage,
@@ -48,6 +48,7 @@ CHANNEL = "wechat"
 MAX_BODY_BYTES = 64 * 1024  # a real callback is a few KiB; anything near this is not from WeChat
 MAX_SKEW_SECONDS = 600  # a captured signed URL is replayable for this long at most
 SHUTDOWN_GRACE_SECONDS = 5.0  # late answers still being pushed get this long at shutdown, then are cancelled
+PUSH_RETRY_SECONDS = (1.0, 4.0, 15.0)  # pauses before trying a late answer again while WeChat is busy
 SUCCESS = "success"  # "received, nothing to say": WeChat shows the customer nothing and does not retry
 MEDIA_KINDS = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
 # Errors after which a push cannot succeed until the customer writes (or follows) again.
@@ -137,6 +138,7 @@ class WechatChannel:
         self._crypto = (WechatCrypto(self._token, settings.secrets.wechat_encoding_aes_key, self._conf.app_id)
                         if self._conf.mode != "plain" else None)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.retry_pauses: tuple[float, ...] = PUSH_RETRY_SECONDS
 
     def routes(self) -> list[web.AbstractRouteDef]:
         """GET for the console's URL check and POST for callbacks, both at `[channels.wechat] path`."""
@@ -223,7 +225,7 @@ class WechatChannel:
         if not texts or (outcome.duplicate and not await self._may_answer_passively(key)):
             return _success()
         if len(texts) > 1 and await self._store().cache_add(f"{key}:rest", "1", self._claim_ttl):
-            self._spawn(self._push(incoming.customer_id, texts[1:]))
+            self._spawn(self._push(incoming.customer_id, texts[1:], retry=True))
         return self._passive(msg, texts[0], encrypted)
 
     async def _may_answer_passively(self, key: str) -> bool:
@@ -247,7 +249,7 @@ class WechatChannel:
         key = _claim_key(incoming)
         if not texts or not await self._store().cache_add(key, _PUSH, self._claim_ttl):
             return  # a retry got the finished answer in time and replied passively
-        await self._push(incoming.customer_id, texts)
+        await self._push(incoming.customer_id, texts, retry=True)
 
     def _passive(self, msg: WechatMessage, text: str, encrypted: bool) -> web.Response:
         now = int(self._clock.now().timestamp())
@@ -269,11 +271,18 @@ class WechatChannel:
             raise Undeliverable(UNREACHABLE[result.errcode])
         return result.ok
 
-    async def _push(self, openid: str, texts: Sequence[str]) -> SendResult:
-        """Send texts in order; stop at the first failure (the rest would arrive out of context)."""
+    async def _push(self, openid: str, texts: Sequence[str], *, retry: bool = False) -> SendResult:
+        """Send texts in order; stop at the first failure (the rest would arrive out of context).
+
+        With `retry` (an answer nobody else will send: the customer's question was already acknowledged),
+        a passing failure (system busy, network) is tried again after a pause, from the part that failed."""
         result = SendResult(True)
         for index, text in enumerate(texts):
-            result = await self._api().send_text(openid, text)
+            for pause in (*(self.retry_pauses if retry else ()), None):
+                result = await self._api().send_text(openid, text)
+                if result.ok or result.errcode != TRANSPORT_ERROR or pause is None:
+                    break
+                await asyncio.sleep(pause)
             if not result.ok:
                 logger.warning("wechat push to %s stopped at part %d of %d: errcode %s",
                                mask_id(openid), index + 1, len(texts), result.errcode)

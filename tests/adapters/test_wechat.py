@@ -481,6 +481,19 @@ async def test_slow_answer_is_success_then_pushed_once_by_api(make_harness: Make
     assert len(await wx.events("o-slow", "customer_message")) == 1
 
 
+async def test_a_late_answer_survives_wechat_being_busy_and_arrives_once(make_harness: MakeHarness) -> None:
+    wx = await make_harness(deadline=0.5)
+    wx.app[appkeys.WECHAT].retry_pauses = (0.05, 0.05)
+    wx.store.gate = asyncio.Event()
+    assert (await wx.say("o-busy-late", "保修多久", 4051)).body == "success"
+    wx.fake.fail_next(-1, "system busy", times=2)
+    wx.store.gate.set()
+    await wx.settle()
+    [pushed] = wx.pushed("o-busy-late")
+    assert "【3年质保】" in pushed
+    assert wx.fake.send_attempts == 3
+
+
 async def test_slow_answer_goes_passively_to_a_retry_that_arrives_once_it_is_ready(
         make_harness: MakeHarness) -> None:
     wx = await make_harness(deadline=0.5)
