@@ -148,10 +148,13 @@ def test_upsert_adds_and_replaces_remove_forgets(matcher: Matcher) -> None:
     assert len(matcher) == len(ENTRIES) + 1
     assert top(matcher, "积分可以抵现金吗") != "points"
     assert top(matcher, "会员等级怎么升级") == "points"
+    assert matcher.match("会员等级怎么升级").candidates[0].entry_id == "points"
     matcher.remove("points")
     matcher.remove("points")  # unknown ids are ignored
     assert len(matcher) == len(ENTRIES)
     assert all(c.entry_id != "points" for c in matcher.rank("会员等级怎么升级"))
+    # Answers kept for repeated questions are forgotten with the entry, never served stale.
+    assert all(c.entry_id != "points" for c in matcher.match("会员等级怎么升级").candidates)
 
 
 def test_incremental_updates_equal_a_fresh_build() -> None:
