@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -41,7 +40,6 @@ class AdminApi:
         self._store = store
         self._engine = engine
         self._faq = faq
-        self._strings: dict[str, dict[str, str]] = {}
 
     def routes(self) -> list[web.AbstractRouteDef]:
         def admin(handler: Any) -> Any:
@@ -99,11 +97,7 @@ class AdminApi:
         return web.json_response(self._texts(_lang(request.query.get("lang"))))
 
     def _texts(self, lang: str) -> dict[str, str]:
-        """The admin page's strings (reply_templates/<lang>/admin.json), read once per language."""
-        if lang not in self._strings:
-            path = self._settings.path("reply_templates") / lang / "admin.json"
-            self._strings[lang] = json.loads(path.read_text(encoding="utf-8"))
-        return self._strings[lang]
+        return self._engine().renderer.strings("admin", lang)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(document())

@@ -37,7 +37,6 @@ class ConsoleChannel:
         self._engine = engine
         self._sockets: dict[web.WebSocketResponse, tuple[Agent, set[str]]] = {}
         self._sessions = Sessions(settings.secrets.secret_key, store)
-        self._strings: dict[str, dict[str, str]] = {}
 
     @property
     def _secret(self) -> str:
@@ -78,10 +77,7 @@ class ConsoleChannel:
         ]
 
     def _console_strings(self, lang: str) -> dict[str, str]:
-        if lang not in self._strings:
-            path = self._settings.path("reply_templates") / lang / "console.json"
-            self._strings[lang] = json.loads(path.read_text(encoding="utf-8"))
-        return self._strings[lang]
+        return self._engine().renderer.strings("console", lang)
 
     # -- auth ---------------------------------------------------------------------------------------
 
@@ -118,9 +114,7 @@ class ConsoleChannel:
         return web.FileResponse(STATIC_DIR / "console.html")
 
     async def strings(self, request: web.Request) -> web.Response:
-        lang = _lang(request.query.get("lang"))
-        path = self._settings.path("reply_templates") / lang / "console.json"
-        return web.json_response(json.loads(path.read_text(encoding="utf-8")))
+        return web.json_response(self._console_strings(_lang(request.query.get("lang"))))
 
     # -- queue and conversations -------------------------------------------------------------------
 
@@ -285,9 +279,10 @@ class ConsoleChannel:
         return [ws for ws, (_, watched) in self._sockets.items() if conversation_id in watched]
 
     async def close_all(self, payload: dict[str, Any] | None = None) -> None:
-        """Consoles reconnect and reload the queue: at shutdown, and when the bus lost messages."""
+        """Consoles reconnect and reload the queue: at shutdown, and when the bus lost messages (BUS_RESUMED,
+        whose empty payload it takes)."""
         for ws in list(self._sockets):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown" if payload is None else b"resync")
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"reconnect")
 
 
 

@@ -60,10 +60,11 @@ class WebchatChannel:
 
     async def close_all(self, payload: dict[str, Any] | None = None) -> None:
         """Tell every open widget to reconnect (1001 going away): at shutdown, and when the bus lost
-        messages (BUS_RESUMED) — the reconnect's history brings back whatever a live push missed."""
+        messages (BUS_RESUMED, whose empty payload it takes) — the reconnect's history brings back whatever a
+        live push missed."""
         sockets = [ws for group in self._sockets.values() for ws in group]
         for ws in sockets:
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown" if payload is None else b"resync")
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"reconnect")
 
     async def on_deliver(self, payload: dict[str, Any]) -> None:
         """A push from any worker (bus "deliver"): send it if this worker holds the visitor's sockets."""
@@ -83,12 +84,10 @@ class WebchatChannel:
 
     async def config(self, request: web.Request) -> web.Response:
         lang = _lang(request.query.get("lang"), self._settings.shop.default_lang)
-        strings_path = self._settings.path("reply_templates") / lang / "widget.json"
-        strings = json.loads(strings_path.read_text(encoding="utf-8"))
         response = web.json_response({
             "shop_name": self._settings.shop.display_name(lang),
             "lang": lang,
-            "strings": strings,
+            "strings": self._engine().renderer.strings("widget", lang),
             "max_message_chars": self._conf.max_message_chars,
         })
         # The widget on a shop page of another origin fetches this without credentials: allow exactly the

@@ -1,4 +1,5 @@
-"""The one renderer: every text the bot sends comes from reply_templates/<lang>/<name>.j2.
+"""The one renderer: every text the bot sends comes from reply_templates/<lang>/<name>.j2, and every page's
+string table from reply_templates/<lang>/<page>.json.
 
 Templates produce reply markup (plain text with `**…**`, numbered lines and `[label](url)`), never HTML;
 channels shape the markup, and the web widget builds DOM from it with textContent, so no autoescape is
@@ -30,13 +31,22 @@ class ReplyRenderer:
             lstrip_blocks=True,
             auto_reload=False,  # templates are read once; checking their mtime cost a stat per reply
         )
+        self._tables: dict[tuple[str, str], dict[str, str]] = {}
 
     def render(self, name: str, lang: str, **context: Any) -> str:
         """Render template `name` in `lang` (falling back to the default language)."""
-        if not (self._dir / lang / f"{name}.j2").exists():
-            lang = self._default_lang
-        text = self._env.get_template(f"{lang}/{name}.j2").render(**context)
-        return _tidy(text)
+        try:
+            template = self._env.get_template(f"{lang}/{name}.j2")
+        except jinja2.TemplateNotFound:
+            template = self._env.get_template(f"{self._default_lang}/{name}.j2")
+        return _tidy(template.render(**context))
+
+    def strings(self, page: str, lang: str) -> dict[str, str]:
+        """A page's string table (widget, console, admin) in `lang`, read once."""
+        key = (page, lang)
+        if key not in self._tables:
+            self._tables[key] = json.loads((self._dir / lang / f"{page}.json").read_text(encoding="utf-8"))
+        return self._tables[key]
 
     def names(self, lang: str) -> list[str]:
         return sorted(p.stem for p in (self._dir / lang).glob("*.j2"))
