@@ -67,7 +67,7 @@ async def load_or_seed(store: ConversationStore, seed: Sequence[FaqEntry], clock
                 continue
         await store.record_put(SEED_KIND, "seed", {"done": True})
         records = await store.records(KIND)
-    return [entry_from_record(_strip(r), f"faq {r['id']}") for r in records]
+    return [_entry(r) for r in records]
 
 
 async def _save(store: ConversationStore, clock: Clock, record: dict[str, Any], *, user: str, change: str,
@@ -82,6 +82,11 @@ async def _save(store: ConversationStore, clock: Clock, record: dict[str, Any], 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in _META}
+
+
+def _entry(record: dict[str, Any]) -> FaqEntry:
+    """A stored FAQ record as the entry the matcher takes."""
+    return entry_from_record(_strip(record), f"faq {record.get('id')}")
 
 
 class FaqAdmin:
@@ -257,15 +262,12 @@ class FaqAdmin:
         if record is None:
             self._engine.remove_entry(entry_id)
         else:
-            self._engine.upsert_entry(entry_from_record(_strip(record), f"faq {entry_id}"))
+            self._engine.upsert_entry(_entry(record))
 
     async def resync(self) -> None:
         """Every stored entry into this worker's matcher again: after the bus lost messages (a Redis
         restart), an edit made meanwhile on another worker would otherwise never reach this one."""
-        stored = {}
-        for record in await self._store.records(KIND):
-            entry = entry_from_record(_strip(record), f"faq {record.get('id')}")
-            stored[entry.id] = entry
+        stored = {entry.id: entry for entry in map(_entry, await self._store.records(KIND))}
         live = {e.id: e for e in self._engine.entries()}
         for entry_id in live.keys() - stored.keys():
             self._engine.remove_entry(entry_id)

@@ -173,9 +173,7 @@ class _Scorer:
     def __init__(self, level: _Level, query: Terms) -> None:
         self.level = level
         channels = {term: _channel(term) for term in query}
-        lengths = [0, 0]
-        for term, tf in query.items():
-            lengths[channels[term]] += tf
+        lengths = _lengths(query)
         norms = (level.norm(WORDS, lengths[WORDS]), level.norm(CHARS, lengths[CHARS]))
         idf = {term: level.idf(term) for term in query}
         selves = [0.0, 0.0]
@@ -281,8 +279,10 @@ class _Part:
         found = []
         for whole, entry_id in wholes[:_PHRASING_POOL]:  # the rest almost never reach the top 3
             item = self.entries[entry_id]
-            each = sorted(item.phrasings, key=lambda p: -phrasing_scorer.score(p.terms, p.lengths))
-            best = phrasing_scorer.score(each[0].terms, each[0].lengths)
+            scored = sorted(((phrasing_scorer.score(p.terms, p.lengths), i) for i, p in enumerate(item.phrasings)),
+                            key=lambda si: (-si[0], si[1]))  # ties: the phrasing listed first
+            best = scored[0][0]
+            each = [item.phrasings[i] for _, i in scored]
             found.append(_rerank(text, entry_id, (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole, each))
         return found
 
@@ -321,8 +321,7 @@ class Matcher:
 
     def upsert(self, entry: FaqEntry) -> None:
         """Add or replace one entry; a disabled entry is taken out."""
-        self.remove(entry.id)
-        self._recent.clear()
+        self.remove(entry.id)  # which also forgets the kept results
         if not entry.enabled:
             return
         phrasings: dict[str, _Phrasing] = {}

@@ -290,10 +290,9 @@ class SqliteStore:
             self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))  # noqa: S608
 
     async def close(self) -> None:
+        self._db.execute("DELETE FROM cache WHERE expires_at <= ?", (self._now(),))
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join()
-        self._db.execute("DELETE FROM cache WHERE expires_at <= ?", (self._now(),))
-        if self._checkpointer is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
