@@ -11,7 +11,6 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +235,7 @@ def reply_frame(reply: Reply, at: str, *, reply_to: str | None = None) -> dict[s
         "from": reply.sender,
         "text": reply.text,
         "at": at,
-        "suggestions": [asdict(s) for s in reply.suggestions],
+        "suggestions": [s.to_dict() for s in reply.suggestions],
     }
 
 

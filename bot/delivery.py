@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 
 from bot.models import Reply
 from bot.outbox import Outbox, Undeliverable
@@ -49,6 +48,6 @@ class BusOutbox:
         await self._store.publish(DELIVER_TOPIC, {
             "channel": self._channel,
             "customer_id": customer_id,
-            "replies": [asdict(r) for r in replies],
+            "replies": [r.to_dict() for r in replies],
         })
         return True

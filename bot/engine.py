@@ -60,7 +60,7 @@ class Turn:
         self.record(
             ev.BOT_REPLY,
             text=reply.text,
-            suggestions=[asdict(s) for s in reply.suggestions],
+            suggestions=[s.to_dict() for s in reply.suggestions],
             **data,
         )
 
@@ -149,33 +149,34 @@ class ConversationEngine:
         instead of processing the message twice."""
         conv = conversation_id(msg.channel, msg.customer_id)
         dedup_key = f"dedup:{conv}:{msg.channel_msg_id}" if msg.channel_msg_id else None
-        if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
-            earlier = await self._earlier_result(conv, dedup_key, msg.channel_msg_id)
-            if earlier is not None:
-                return earlier
-        try:
-            async with self._locks.hold(conv):
-                state = await self._states.get(conv)
-                turn = Turn(conv, self.clock)
-                await self._respond(state, msg, turn)
-                stored = await self._store.append(conv, turn.events)
-                if stored and stored[0].seq != state.seq + 1:
-                    # Another worker wrote in between: fold its events in too, never skip them.
-                    after = await self._states.get(conv)
-                else:
-                    after = fold(stored, state)
-                    self._states.put(conv, after)
-                if dedup_key:
-                    await self._store.cache_set(dedup_key, encode_replies(turn.replies), self._dedup_ttl)
-        except BaseException:
-            if dedup_key:  # nothing was stored: let the channel's retry process the message
-                await self._store.cache_delete(f"claim:{dedup_key}")
-            raise
+        async with self._store.batch():  # one commit for the whole turn, before anyone hears of it
+            if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
+                earlier = await self._earlier_result(conv, dedup_key, msg.channel_msg_id)
+                if earlier is not None:
+                    return earlier
+            try:
+                async with self._locks.hold(conv):
+                    state = await self._states.get(conv)
+                    turn = Turn(conv, self.clock)
+                    await self._respond(state, msg, turn)
+                    stored = await self._store.append(conv, turn.events)
+                    if stored and stored[0].seq != state.seq + 1:
+                        # Another worker wrote in between: fold its events in too, never skip them.
+                        after = await self._states.get(conv)
+                    else:
+                        after = fold(stored, state)
+                        self._states.put(conv, after)
+                    if dedup_key:
+                        await self._store.cache_set(dedup_key, encode_replies(turn.replies), self._dedup_ttl)
+            except BaseException:
+                if dedup_key:  # nothing was stored: let the channel's retry process the message
+                    await self._store.cache_delete(f"claim:{dedup_key}")
+                raise
+            await self.followups.react(conv, state, after, stored)
         if turn.queue_rank is not None:
             await self.desk.queued(conv, turn.queue_rank)
         if turn.handoff_cancelled:
             await self.desk.cancelled(conv)
-        await self.followups.react(conv, state, after, stored)
         if after.status in ("queued", "agent") or state.status in ("queued", "agent"):
             await self.desk.publish_events(conv, stored)
         return Outcome(turn.replies, duplicate=False)
@@ -489,7 +490,7 @@ def _candidates(result: MatchResult | None) -> list[list[Any]]:
 
 
 def encode_replies(replies: list[Reply]) -> str:
-    return json.dumps([asdict(r) for r in replies], ensure_ascii=False)
+    return json.dumps([r.to_dict() for r in replies], ensure_ascii=False)
 
 
 def decode_replies(raw: str) -> list[Reply]:

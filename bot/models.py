@@ -53,6 +53,9 @@ class Suggestion:
     label: str
     value: str
 
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "value": self.value}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -63,6 +66,11 @@ class Reply:
     suggestions: tuple[Suggestion, ...] = ()
     sender: Sender = "bot"
     lang: str = "zh"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As dataclasses.asdict would give it, at a fraction of the cost (one per reply sent)."""
+        return {"text": self.text, "kind": self.kind, "suggestions": [s.to_dict() for s in self.suggestions],
+                "sender": self.sender, "lang": self.lang}
 
 
 @dataclass(frozen=True)

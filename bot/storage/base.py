@@ -7,6 +7,7 @@ operation maps onto one atomic Redis command or script.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -40,6 +41,11 @@ class ConversationStore(Protocol):
 
     async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
         """Append events in order; return them with their sequence numbers (1, 2, … per conversation)."""
+        ...
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """Writes inside may return before they are durable; leaving the block waits until all of them are.
+        Nothing outside the process may learn of them (a reply sent, an event published) before then."""
         ...
 
     async def events(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:

@@ -30,7 +30,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -560,6 +560,11 @@ class RedisStore:
         keys = [f"{self._p}log:{c}", f"{self._p}convs", f"{self._p}queue", f"{self._p}conv-tickets:{c}",
                 f"{self._p}tickets", f"{self._p}conv-jobs:{c}", f"{self._p}jobs"]
         await self._delete_conversation(keys=keys, args=[c, self._p])
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Every Redis write is durable (as the server's persistence makes it) when its call returns."""
+        yield
 
     @_surfaced
     async def close(self) -> None:

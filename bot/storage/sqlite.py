@@ -4,14 +4,23 @@ Calls are synchronous on the event loop thread: with WAL and synchronous=NORMAL 
 microseconds and never waits on fsync, which is cheaper than handing every call to a thread. The one step
 that does fsync, copying the WAL back into the database (a checkpoint), runs on a thread of its own: left
 to SQLite it stalls whichever commit crosses 1000 pages, about every 70 messages for 5 ms.
+
+Writes are committed in groups: the first write of a loop turn opens a transaction that a callback commits
+at the end of that turn, so concurrent conversations share one commit (a commit costs three times a
+statement). A write returns once its group is committed, as a lone write would; inside `batch()` the
+writes return at once and the end of the batch waits for them, so one message costs one wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +82,12 @@ CREATE TABLE IF NOT EXISTS records (
 CHECKPOINT_SECONDS = 1.0
 
 
+@dataclass
+class _Batch:
+    task: asyncio.Task[Any] | None
+    groups: set[asyncio.Future[None]]
+
+
 class SqliteStore:
     """ConversationStore on SQLite; `path` may be ":memory:" for fast tests."""
 
@@ -91,6 +106,8 @@ class SqliteStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
+        self._group: asyncio.Future[None] | None = None
+        self._batch: ContextVar[_Batch | None] = ContextVar(f"sqlite-batch-{id(self)}", default=None)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if str(path) != ":memory:":
@@ -115,11 +132,65 @@ class SqliteStore:
     def _now(self) -> float:
         return self._clock.now().timestamp()
 
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run a write in this loop turn's group, opening it (and scheduling its commit) when needed."""
+        if self._group is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a write: {exc}") from exc
+            self._group = loop.create_future()
+            loop.call_soon(self._commit)
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed: {exc}") from exc
+
+    def _commit(self) -> None:
+        group, self._group = self._group, None
+        if group is None:  # close() committed it already
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:  # the disk is full or gone: every write of the group is lost, and said so
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            group.set_exception(StoreError(f"commit failed: {exc}"))
+            group.exception()  # a waiter may have been cancelled; the error is raised to the others
+        else:
+            group.set_result(None)
+
+    async def _committed(self) -> None:
+        """Return once this loop turn's writes are on disk, or leave that to the enclosing batch()."""
+        group = self._group
+        if group is None:
+            return
+        batch = self._batch.get()
+        # Only the batch's own task defers: tasks and timers started inside inherit the context, not the batch.
+        if batch is not None and batch.task is asyncio.current_task():
+            batch.groups.add(group)
+        else:
+            await asyncio.shield(group)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Writes inside return without waiting; leaving waits until all of them are committed."""
+        batch = _Batch(asyncio.current_task(), set())
+        token = self._batch.set(batch)
+        try:
+            yield
+        finally:
+            self._batch.reset(token)
+            batch.task = None
+        for group in batch.groups:
+            await asyncio.shield(group)
+
     async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
         if not events:
             return []
+        self._write("SAVEPOINT append")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute(
                 "SELECT last_seq FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
@@ -140,11 +211,13 @@ class SqliteStore:
                 "SET last_seq = excluded.last_seq, last_at = excluded.last_at",
                 (conversation_id, seq, events[-1].at.timestamp()),
             )
-            self._db.execute("COMMIT")
+            self._db.execute("RELEASE append")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK TO append")
+                self._db.execute("RELEASE append")
             raise StoreError(f"append failed: {exc}") from exc
+        await self._committed()
         return stored
 
     async def events(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
@@ -171,30 +244,34 @@ class SqliteStore:
         return row[0] if row else None
 
     async def cache_set(self, key: str, value: str, ttl_seconds: float) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl_seconds)
-        )
+        self._write("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl_seconds))
+        await self._committed()
 
     async def cache_add(self, key: str, value: str, ttl_seconds: float) -> bool:
         now = self._now()
-        cur = self._db.execute(
+        cur = self._write(
             "INSERT INTO cache VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
             "SET value = excluded.value, expires_at = excluded.expires_at WHERE cache.expires_at <= ?",
             (key, value, now + ttl_seconds, now),
         )
+        await self._committed()
         return cur.rowcount == 1
 
     async def cache_delete(self, key: str) -> None:
-        self._db.execute("DELETE FROM cache WHERE key = ?", (key,))
+        self._write("DELETE FROM cache WHERE key = ?", (key,))
+        await self._committed()
 
     async def cache_release(self, key: str, value: str) -> bool:
-        return self._db.execute("DELETE FROM cache WHERE key = ? AND value = ?", (key, value)).rowcount > 0
+        released = self._write("DELETE FROM cache WHERE key = ? AND value = ?", (key, value)).rowcount > 0
+        await self._committed()
+        return released
 
     async def put_ticket(self, ticket: dict[str, Any]) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",
             (ticket["id"], ticket.get("conversation_id", ""), json.dumps(ticket, ensure_ascii=False)),
         )
+        await self._committed()
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
@@ -210,21 +287,25 @@ class SqliteStore:
         return [json.loads(r[0]) for r in rows]
 
     async def queue_put(self, conversation_id: str, rank: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
+        self._write("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
+        await self._committed()
 
     async def queue_take(self, conversation_id: str) -> bool:
-        return self._db.execute("DELETE FROM queue WHERE conversation_id = ?", (conversation_id,)).rowcount == 1
+        taken = self._write("DELETE FROM queue WHERE conversation_id = ?", (conversation_id,)).rowcount == 1
+        await self._committed()
+        return taken
 
     async def queue_items(self) -> list[tuple[str, float]]:
         rows = self._db.execute("SELECT conversation_id, rank FROM queue ORDER BY rank, conversation_id")
         return [(r[0], r[1]) for r in rows]
 
     async def job_put(self, job: dict[str, Any]) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)",
             (job["id"], job["conversation_id"], job["status"], float(job["due_at"]),
              json.dumps(job, ensure_ascii=False)),
         )
+        await self._committed()
 
     async def job_get(self, job_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -242,10 +323,11 @@ class SqliteStore:
         if job is None or job["status"] != from_status:
             return False
         job.update(fields, status=to_status)
-        cur = self._db.execute(
+        cur = self._write(
             "UPDATE jobs SET status = ?, due_at = ?, data = ? WHERE id = ? AND status = ?",
             (to_status, float(job["due_at"]), json.dumps(job, ensure_ascii=False), job_id, from_status),
         )
+        await self._committed()
         return cur.rowcount == 1
 
     async def jobs(self, *, conversation_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -272,11 +354,13 @@ class SqliteStore:
             raise ConflictError(f"{kind} {key}: version {current} is newer than {expected_version}")
         version = current + 1
         data = json.dumps({**value, "version": version}, ensure_ascii=False)
-        self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
+        self._write("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
+        await self._committed()
         return version
 
     async def record_delete(self, kind: str, key: str) -> None:
-        self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+        self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+        await self._committed()
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         await self._bus.publish(topic, payload)
@@ -287,9 +371,12 @@ class SqliteStore:
     async def delete_conversation(self, conversation_id: str) -> None:
         for table, column in (("events", "conversation_id"), ("conversations", "id"), ("tickets", "conversation_id"),
                               ("jobs", "conversation_id"), ("queue", "conversation_id")):
-            self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))  # noqa: S608
+            self._write(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))  # noqa: S608
+        await self._committed()
 
     async def close(self) -> None:
+        if self._group is not None:
+            self._commit()
         self._db.execute("DELETE FROM cache WHERE expires_at <= ?", (self._now(),))
         self._stop.set()
         if self._checkpointer is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -126,6 +127,37 @@ async def test_sqlite_wal_is_folded_in_off_the_event_loop(clock: FakeClock, tmp_
     reopened = SqliteStore(path, clock)
     assert len(await reopened.conversations()) == 300
     await reopened.close()
+
+
+async def test_sqlite_writes_are_on_disk_when_they_return(clock: FakeClock, tmp_path: Path) -> None:
+    """Concurrent writers share commits, yet each call returns only once its write is committed."""
+    path = tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    other = sqlite3.connect(path)  # another process's view: sees committed data only
+
+    async def customer(n: int) -> int:
+        await store.append(f"web:{n}", [ev(clock, "customer_message", text=f"第{n}个问题")])
+        await store.cache_set(f"dedup:{n}", "reply", 60)
+        return other.execute("SELECT COUNT(*) FROM events WHERE conversation_id = ?", (f"web:{n}",)).fetchone()[0] + \
+            other.execute("SELECT COUNT(*) FROM cache WHERE key = ?", (f"dedup:{n}",)).fetchone()[0]
+
+    assert await asyncio.gather(*(customer(n) for n in range(20))) == [2] * 20
+    other.close()
+    await store.close()
+
+
+async def test_sqlite_batch_commits_its_writes_when_it_ends(clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "kefu.sqlite3"
+    store = SqliteStore(path, clock)
+    other = sqlite3.connect(path)
+    async with store.batch():
+        await store.cache_add("claim:m1", "1", 60)
+        await store.append("web:a", [ev(clock, "customer_message", text="退货")])
+        assert [e.data["text"] for e in await store.events("web:a")] == ["退货"]  # this process sees it at once
+    assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+    assert other.execute("SELECT value FROM cache WHERE key = 'claim:m1'").fetchone() == ("1",)
+    other.close()
+    await store.close()
 
 
 async def test_queue_orders_by_rank_and_take_is_exclusive(backend: ConversationStore) -> None:
