@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -138,9 +137,8 @@ def create_app(
         scheduler = JobScheduler(followups, settings.shop.tz, sweep_seconds=settings.followups.sweep_seconds,
                                  daily=purge)
         followups.timer = scheduler
-        for job in await app[appkeys.STORE].jobs(status="pending"):
-            scheduler.arm(job["id"], datetime.fromisoformat(job["due"]))
         await followups.run_due(startup=True)
+        await scheduler.rearm()
         scheduler.start()
         app[appkeys.SCHEDULER] = scheduler
         yield

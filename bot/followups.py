@@ -8,6 +8,7 @@ it pending → running with the store's compare-and-set, so it fires once howeve
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -38,8 +39,8 @@ SILENT_KINDS = (VISIT_EXPIRE,)  # bookkeeping jobs: nothing is sent, so quiet ho
 
 
 class Timer(Protocol):
-    def arm(self, job_id: str, due: datetime) -> None:
-        """Wake the follow-up runner for this job at `due` (best effort; the sweep catches the rest)."""
+    def arm(self, due: datetime) -> None:
+        """Wake the follow-up runner at `due` (best effort; the sweep catches the rest)."""
         ...
 
 
@@ -92,7 +93,7 @@ class Followups:
         await self._store.job_put(job)
         await self._log(conversation_id, "followup_scheduled", job_id=job["id"], kind=kind, due=job["due"])
         if self.timer is not None:
-            self.timer.arm(str(job["id"]), due)
+            self.timer.arm(due)
         return job
 
     async def cancel(self, conversation_id: str, kinds: Sequence[str], *, reason: str) -> int:
@@ -137,6 +138,11 @@ class Followups:
                 done += 1
         return done
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending job is due."""
+        first = await self._store.jobs_due(math.inf, limit=1)
+        return datetime.fromisoformat(first[0]["due"]) if first else None
+
     async def run_job(self, job_id: str) -> bool:
         """Claim and run one job if it is due; True when this call ran it."""
         now = self._clock.now()
@@ -174,7 +180,7 @@ class Followups:
         await self._store.job_transition(job["id"], "running", "pending", due_at=due.timestamp(),
                                          due=due.isoformat(), attempts=attempts)
         if self.timer is not None:
-            self.timer.arm(job["id"], due)
+            self.timer.arm(due)
 
     async def _fire(self, job: dict[str, Any]) -> str:
         """Do the job; the final status: done, skipped (nothing to do) or failed."""

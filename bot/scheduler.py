@@ -21,6 +21,7 @@ class JobScheduler:
     def __init__(self, followups: Followups, tz: tzinfo, *, sweep_seconds: float,
                  daily: Callable[[], Awaitable[object]] | None = None) -> None:
         self._followups = followups
+        self._wake: datetime | None = None
         self._scheduler = AsyncIOScheduler(timezone=tz)
         self._scheduler.add_job(self._sweep, IntervalTrigger(seconds=sweep_seconds, timezone=tz), id="sweep",
                                 max_instances=1, coalesce=True)
@@ -36,10 +37,28 @@ class JobScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def arm(self, job_id: str, due: datetime) -> None:
-        """One timer per follow-up job; several workers may arm the same job, the store lets one run it."""
-        self._scheduler.add_job(self._followups.run_job, DateTrigger(run_date=due), args=[job_id], id=job_id,
-                                replace_existing=True, misfire_grace_time=None)
+    def arm(self, due: datetime) -> None:
+        """Wake up at `due` unless already waking earlier: one timer for all follow-up jobs, so scheduling a
+        job costs a comparison, not a timer, and a restart need not re-arm thousands of pending jobs."""
+        if self._wake is not None and self._wake <= due:
+            return
+        self._wake = due
+        self._scheduler.add_job(self._woken, DateTrigger(run_date=due), id="wake", replace_existing=True,
+                                misfire_grace_time=None, max_instances=4)
+
+    async def rearm(self) -> None:
+        """Wake at the earliest pending job (after a run, at start-up, after a sweep)."""
+        due = await self._followups.next_due()
+        if due is not None:
+            self.arm(due)
+
+    async def _woken(self) -> None:
+        self._wake = None
+        try:
+            await self._followups.run_due()
+        except Exception:
+            logger.exception("running due follow-ups failed; the sweep tries again")
+        await self.rearm()
 
     def next_fire(self, job_id: str, after: datetime) -> datetime | None:
         """When timer `job_id` fires next after `after` (declarations checked without running them)."""
@@ -56,5 +75,6 @@ class JobScheduler:
             await self._followups.run_due()
             await self._followups.check_waits()
             await self._followups.check_tickets()
+            await self.rearm()
         except Exception:
             logger.exception("follow-up sweep failed; it runs again at the next interval")

@@ -89,3 +89,24 @@ async def test_real_scheduler_sends_a_survey_to_a_webchat_customer(aiohttp_clien
         assert [s["value"] for s in frame["suggestions"]] == ["5", "4", "3", "2", "1"]
     assert [j["status"] for j in await store.jobs()] == ["done"]
     await store.close()
+
+
+async def test_the_wake_timer_alone_runs_each_job_when_due(aiohttp_client: AiohttpClient, settings: Settings,
+                                                           tmp_path: Any) -> None:
+    """With the sweep an hour away, only the one wake timer can send these surveys: it must re-arm itself."""
+    live = replace(settings, followups=replace(settings.followups, scheduler=True, survey_delay_minutes=0,
+                                               quiet_hours="03:00-03:01", sweep_seconds=3600))
+    clock = SystemClock(SHANGHAI)
+    store = SqliteStore(tmp_path / "kefu.sqlite3", clock)
+    client = await aiohttp_client(create_app(live, store=store, clock=clock))
+    for customer in ("c-1", "c-2"):
+        async with client.ws_connect("/ws/chat") as ws:
+            await hello(ws)
+            await send(ws, customer, "再见")
+            while True:
+                frame = await ws.receive_json(timeout=5)
+                if frame["type"] == "reply" and frame["suggestions"]:
+                    break
+            assert "打个分" in frame["text"]
+    assert [j["status"] for j in await store.jobs()] == ["done", "done"]
+    await store.close()

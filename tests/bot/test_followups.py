@@ -282,9 +282,12 @@ async def test_scheduler_declares_timers_on_the_shop_clock(engine: ConversationE
     due = datetime(2026, 11, 25, 9, 0, tzinfo=SHANGHAI)
     scheduler.start(paused=True)
     try:
-        scheduler.arm("survey-x", due)
+        scheduler.arm(due)
+        scheduler.arm(due + timedelta(hours=1))  # later: the timer keeps waking at the earliest
+        assert dict(scheduler.jobs())["wake"] == due
+        scheduler.arm(due - timedelta(minutes=5))
         jobs = dict(scheduler.jobs())
-        assert jobs["survey-x"] == due
+        assert jobs["wake"] == due - timedelta(minutes=5)
         assert "sweep" in jobs
     finally:
         scheduler.shutdown()
