@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import os
 import secrets
 import signal
@@ -91,6 +92,7 @@ def _with_secret_key(settings: Settings) -> Settings:
 def _serve(settings: Settings, host: str | None, port: int | None, *, reuse_port: bool = False) -> int:
     from aiohttp import web
 
+    from adapters.access_log import AccessLogger
     from bot.app import create_app
     from bot.storage.base import StoreError
 
@@ -100,7 +102,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, *, reuse_port
             create_app(settings),
             host=host or settings.server.host,
             port=port if port is not None else settings.server.port,
-            access_log_format='%a "%r" %s %b %Tfs',
+            access_log=logging.getLogger("aiohttp.access") if settings.server.access_log else None,
+            access_log_class=AccessLogger,
             reuse_port=reuse_port or None,
         )
     except StoreError as exc:

@@ -1,0 +1,36 @@
+"""The optional access log keeps the query string (openids, signatures) out of the logs."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.access_log import AccessLogger
+
+
+async def test_a_request_is_logged_without_its_query(caplog: pytest.LogCaptureFixture) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="success")
+
+    app = web.Application()
+    app.router.add_post("/wechat", hello)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=logging.getLogger("aiohttp.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"http://127.0.0.1:{port}/wechat",
+                                        params={"openid": "oSecretOpenId", "signature": "abc123"}) as resp:
+                    assert resp.status == 200
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 1
+    assert lines[0].startswith('127.0.0.1 "POST /wechat" 200 ')
+    assert "oSecretOpenId" not in lines[0] and "abc123" not in lines[0]
