@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -66,72 +66,69 @@ class ConversationState:
 
 
 def fold(events: Iterable[Event], state: ConversationState | None = None) -> ConversationState:
-    """Apply events in order to `state` (a fresh one when None)."""
+    """Apply events in order to `state` (a fresh one when None); the state is built once, not per event."""
     s = state or ConversationState()
+    fields: dict[str, Any] | None = None
     for event in events:
-        s = apply(s, event)
-    return s
+        if fields is None:
+            fields = dict(vars(s))
+        _apply(fields, event)
+    return s if fields is None else ConversationState(**fields)
 
 
-def apply(s: ConversationState, e: Event) -> ConversationState:
+def _apply(s: dict[str, Any], e: Event) -> None:
     d = e.data
-    s = replace(s, seq=e.seq)
+    s["seq"] = e.seq
     if e.type == CUSTOMER_MESSAGE:
-        reopened = s.status == "closed"
-        waiting = s.waiting_since
-        if s.status == "agent" and (waiting is None or (s.last_agent_at and waiting < s.last_agent_at)):
+        waiting = s["waiting_since"]
+        if s["status"] == "agent" and (waiting is None or (s["last_agent_at"] and waiting < s["last_agent_at"])):
             waiting = e.at  # the customer now waits for the agent's answer
-        return replace(
-            s,
-            lang=d.get("lang") or s.lang,
-            traditional=d.get("traditional", s.traditional),
+        s.update(
+            lang=d.get("lang") or s["lang"],
+            traditional=d.get("traditional", s["traditional"]),
             last_customer_at=e.at,
-            episode_messages=s.episode_messages + 1,
-            status="bot" if reopened else s.status,
+            episode_messages=s["episode_messages"] + 1,
+            status="bot" if s["status"] == "closed" else s["status"],
             waiting_since=waiting,
             awaiting=None,  # the engine read it from the state before this message
         )
-    if e.type == BOT_REPLY:
+    elif e.type == BOT_REPLY:
         decision = d.get("decision")
-        return replace(
-            s,
+        s.update(
             greeted=True,
             pending_choices=tuple(d.get("choices", ())),
-            fallback_streak=s.fallback_streak + 1 if decision == "fallback" else 0,
-            clarify_declines=s.clarify_declines + (1 if d.get("intent") == "clarify_declined" else 0),
+            fallback_streak=s["fallback_streak"] + 1 if decision == "fallback" else 0,
+            clarify_declines=s["clarify_declines"] + (1 if d.get("intent") == "clarify_declined" else 0),
         )
-    if e.type == HANDOFF_REQUESTED:
-        return replace(s, handoff_requests=s.handoff_requests + 1, handoff_reason=d.get("reason"))
-    if e.type == QUEUED:
-        return replace(s, status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None,
-                       pending_choices=())
-    if e.type == HANDOFF_CANCELLED:
-        return replace(s, status="bot", waiting_since=None)
-    if e.type == AGENT_JOINED:
-        return replace(s, status="agent", agent=d.get("agent"), last_agent_at=e.at)
-    if e.type == TRANSFERRED:
-        return replace(s, agent=d.get("to"))
-    if e.type == AGENT_MESSAGE:
-        return replace(s, last_agent_at=e.at, waiting_since=None)
-    if e.type == RELEASED:
-        return replace(s, status="bot", agent=None, waiting_since=None, fallback_streak=0, clarify_declines=0)
-    if e.type == COMPLAINT:
-        return replace(s, complaints=(*s.complaints, d.get("severity", "general")))
-    if e.type == FLOW:
-        return replace(s, flow=d.get("state"))
-    if e.type == FOLLOWUP_SCHEDULED:
-        return replace(s, followups=(*s.followups, (str(d.get("job_id")), str(d.get("kind")))))
-    if e.type in FOLLOWUP_ENDED:
-        s = replace(s, followups=tuple(f for f in s.followups if f[0] != d.get("job_id")))
+    elif e.type == HANDOFF_REQUESTED:
+        s.update(handoff_requests=s["handoff_requests"] + 1, handoff_reason=d.get("reason"))
+    elif e.type == QUEUED:
+        s.update(status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None, pending_choices=())
+    elif e.type == HANDOFF_CANCELLED:
+        s.update(status="bot", waiting_since=None)
+    elif e.type == AGENT_JOINED:
+        s.update(status="agent", agent=d.get("agent"), last_agent_at=e.at)
+    elif e.type == TRANSFERRED:
+        s["agent"] = d.get("to")
+    elif e.type == AGENT_MESSAGE:
+        s.update(last_agent_at=e.at, waiting_since=None)
+    elif e.type == RELEASED:
+        s.update(status="bot", agent=None, waiting_since=None, fallback_streak=0, clarify_declines=0)
+    elif e.type == COMPLAINT:
+        s["complaints"] = (*s["complaints"], d.get("severity", "general"))
+    elif e.type == FLOW:
+        s["flow"] = d.get("state")
+    elif e.type == FOLLOWUP_SCHEDULED:
+        s["followups"] = (*s["followups"], (str(d.get("job_id")), str(d.get("kind"))))
+    elif e.type in FOLLOWUP_ENDED:
+        s["followups"] = tuple(f for f in s["followups"] if f[0] != d.get("job_id"))
         if e.type == FOLLOWUP_SENT and d.get("kind") in ("survey", "complaint_visit"):
-            return replace(s, awaiting=d["kind"])
-        return s
-    if e.type in (RATING, VISIT_RESULT):
-        return replace(s, awaiting=None)
-    if e.type == CLOSED:
-        return ConversationState(seq=e.seq, status="closed", lang=s.lang, traditional=s.traditional,
-                                 last_customer_at=s.last_customer_at, followups=s.followups)
-    return s
+            s["awaiting"] = d["kind"]
+    elif e.type in (RATING, VISIT_RESULT):
+        s["awaiting"] = None
+    elif e.type == CLOSED:
+        kept = {k: s[k] for k in ("lang", "traditional", "last_customer_at", "followups")}
+        s.update(vars(ConversationState(seq=e.seq, status="closed", **kept)))
 
 
 class StateCache:

@@ -37,8 +37,11 @@ def _convert(config: str, text: str) -> str:
     return str(_converter(config).convert(clean))
 
 
+@lru_cache(maxsize=1024)
 def to_simplified(text: str) -> str:
-    """Traditional → simplified Chinese (anything else unchanged), applied until stable."""
+    """Traditional → simplified Chinese (anything else unchanged), applied until stable.
+
+    Kept for recent texts: one message passes through here several times (language, rules, matcher)."""
     for _ in range(_MAX_PASSES):
         out = _convert("t2s", text)
         if out == text:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
+_RENDERED = 2048  # rendered replies kept
+_UNCACHEABLE = object()
 _SAMPLE_RE = re.compile(r"^\{#\s*sample:\s*(\{.*?\})\s*#\}", re.S)
 
 
@@ -32,14 +36,37 @@ class ReplyRenderer:
             auto_reload=False,  # templates are read once; checking their mtime cost a stat per reply
         )
         self._tables: dict[tuple[str, str], dict[str, str]] = {}
+        self._templates: dict[tuple[str, str], tuple[jinja2.Template, frozenset[str]]] = {}
+        self._rendered: OrderedDict[tuple[str | None, Any], str] = OrderedDict()
 
     def render(self, name: str, lang: str, **context: Any) -> str:
-        """Render template `name` in `lang` (falling back to the default language)."""
-        try:
-            template = self._env.get_template(f"{lang}/{name}.j2")
-        except jinja2.TemplateNotFound:
-            template = self._env.get_template(f"{self._default_lang}/{name}.j2")
-        return _tidy(template.render(**context))
+        """Render template `name` in `lang` (falling back to the default language).
+
+        Templates are pure and the same few replies go out all day, so a reply is looked up first in a
+        bounded cache keyed on the values the template reads (rendering was a tenth of a message's cost)."""
+        template, used = self._template(name, lang)
+        key = (template.name, _frozen({k: context[k] for k in used if k in context}))
+        if key[1] is not _UNCACHEABLE and (text := self._rendered.get(key)) is not None:
+            self._rendered.move_to_end(key)
+            return text
+        text = _tidy(template.render(**context))
+        if key[1] is not _UNCACHEABLE:
+            self._rendered[key] = text
+            if len(self._rendered) > _RENDERED:
+                self._rendered.popitem(last=False)
+        return text
+
+    def _template(self, name: str, lang: str) -> tuple[jinja2.Template, frozenset[str]]:
+        found = self._templates.get((name, lang))
+        if found is None:
+            try:
+                template = self._env.get_template(f"{lang}/{name}.j2")
+            except jinja2.TemplateNotFound:
+                template = self._env.get_template(f"{self._default_lang}/{name}.j2")
+            source = (self._dir / str(template.name)).read_text(encoding="utf-8")
+            used = frozenset(jinja2.meta.find_undeclared_variables(self._env.parse(source)))
+            found = self._templates[(name, lang)] = (template, used)
+        return found
 
     def strings(self, page: str, lang: str) -> dict[str, str]:
         """A page's string table (widget, console, admin) in `lang`, read once."""
@@ -56,6 +83,20 @@ class ReplyRenderer:
         source = (self._dir / lang / f"{name}.j2").read_text(encoding="utf-8")
         m = _SAMPLE_RE.match(source)
         return json.loads(m.group(1)) if m else {}
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of plain data (str, numbers, bools, None, lists, dicts), typed so that 1, 1.0 and
+    True stay apart; _UNCACHEABLE when anything else is inside."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value.__class__, value
+    if isinstance(value, (list, tuple)):
+        items = tuple(_frozen(v) for v in value)
+        return _UNCACHEABLE if _UNCACHEABLE in items else (list, items)
+    if isinstance(value, dict):
+        pairs = tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+        return _UNCACHEABLE if any(v is _UNCACHEABLE for _, v in pairs) else (dict, pairs)
+    return _UNCACHEABLE
 
 
 def _tidy(text: str) -> str:

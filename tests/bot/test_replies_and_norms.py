@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.knowledge import load_dir
@@ -32,6 +34,17 @@ def test_missing_context_fails_loudly() -> None:
 
     with pytest.raises(jinja2.UndefinedError):
         RENDERER.render("opening", "zh")
+
+
+def test_kept_renderings_never_mix_up_contexts(tmp_path: Path) -> None:
+    (tmp_path / "zh").mkdir()
+    (tmp_path / "zh" / "show.j2").write_text("{{ value }}|{{ items | join(',') }}", encoding="utf-8")
+    renderer = ReplyRenderer(tmp_path)
+    seen = [renderer.render("show", "zh", value=v, items=i) for v, i in
+            [(1, ["a"]), (True, ["a"]), (1.0, ["a"]), (1, ["b"]), (None, []), (1, ["a"])]]
+    assert seen == ["1|a", "True|a", "1.0|a", "1|b", "None|", "1|a"]
+    marker = object()  # not plain data: rendered every time, never kept
+    assert renderer.render("show", "zh", value=marker, items=[]) == f"{marker}|"
 
 
 @pytest.mark.parametrize(
