@@ -225,7 +225,7 @@ class WechatChannel:
         if not texts or (outcome.duplicate and not await self._may_answer_passively(key)):
             return _success()
         if len(texts) > 1 and await self._store().cache_add(f"{key}:rest", "1", self._claim_ttl):
-            self._spawn(self._push(incoming.customer_id, texts[1:], retry=True))
+            self._spawn(self._push_answer(incoming.customer_id, texts[1:]))
         return self._passive(msg, texts[0], encrypted)
 
     async def _may_answer_passively(self, key: str) -> bool:
@@ -249,7 +249,19 @@ class WechatChannel:
         key = _claim_key(incoming)
         if not texts or not await self._store().cache_add(key, _PUSH, self._claim_ttl):
             return  # a retry got the finished answer in time and replied passively
-        await self._push(incoming.customer_id, texts, retry=True)
+        await self._push_answer(incoming.customer_id, texts)
+
+    async def _push_answer(self, openid: str, texts: Sequence[str]) -> None:
+        """Push the bot's answer nobody else will send; when WeChat keeps refusing it, say so in the
+        conversation for the agents (the customer's question would otherwise look answered)."""
+        result = await self._push(openid, texts, retry=True)
+        if not result.ok:
+            try:
+                await self._engine().record_undelivered(CHANNEL, openid, errcode=result.errcode,
+                                                        errmsg=result.errmsg)
+            except StoreError:
+                logger.warning("wechat answer to %s undelivered and not recorded: store unavailable",
+                               mask_id(openid))
 
     def _passive(self, msg: WechatMessage, text: str, encrypted: bool) -> web.Response:
         now = int(self._clock.now().timestamp())

@@ -31,6 +31,7 @@ RATING = "rating"
 VISIT_RESULT = "visit_result"
 FOLLOWUP_SENT = "followup_sent"
 FOLLOWUP_SCHEDULED = "followup_scheduled"
+DELIVERY_FAILED = "delivery_failed"  # a reply the channel could not get to the customer, for the agents
 FOLLOWUP_ENDED = (FOLLOWUP_SENT, "followup_cancelled", "followup_skipped", "followup_failed", "followup_missed")
 
 

@@ -202,6 +202,14 @@ class ConversationEngine:
             return None
         return Outcome([], duplicate=True)
 
+    async def record_undelivered(self, channel: str, customer_id: str, **data: Any) -> None:
+        """Note in the conversation that replies never reached the customer (the channel gave up), so an
+        agent reading it knows the customer did not see them."""
+        conv = conversation_id(channel, customer_id)
+        async with self._locks.hold(conv):
+            stored = await self._store.append(conv, [Event(conv, ev.DELIVERY_FAILED, self.clock.now(), data)])
+        await self.desk.publish_events(conv, stored)
+
     async def state(self, channel: str, customer_id: str) -> ConversationState:
         return await self._states.get(conversation_id(channel, customer_id))
 

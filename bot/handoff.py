@@ -340,7 +340,7 @@ def console_item(e: Event) -> dict[str, Any] | None:
     if e.type == ev.INTERNAL_NOTE:
         return {**base, "from": "agent", "agent": d.get("agent"), "text": d.get("text", ""), "note": True}
     if e.type in (ev.QUEUED, ev.AGENT_JOINED, ev.TRANSFERRED, ev.RELEASED, ev.CLOSED, ev.HANDOFF_REQUESTED,
-                  ev.COMPLAINT, ev.TICKET_CREATED, ev.HANDOFF_CANCELLED, ev.RATING):
+                  ev.COMPLAINT, ev.TICKET_CREATED, ev.HANDOFF_CANCELLED, ev.RATING, ev.DELIVERY_FAILED):
         # "from" is the item's sender ("system"); a transfer's previous holder becomes "from_agent".
         data = {k: mask(v) if isinstance(v, str) else v for k, v in d.items() if k not in ("text", "from")}
         if e.type == ev.TRANSFERRED:

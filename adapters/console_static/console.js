@@ -18,7 +18,7 @@
   const TYPING_IDLE_MS = 4000;
   const PING_MS = 25000;
   const SYSTEM_TYPES = new Set(['queued', 'agent_joined', 'transferred', 'released', 'closed', 'handoff_requested',
-    'complaint', 'ticket_created', 'handoff_cancelled', 'rating']);
+    'complaint', 'ticket_created', 'handoff_cancelled', 'rating', 'delivery_failed']);
   const CATEGORIES = ['product_quality', 'service_attitude', 'logistics', 'after_sales', 'other'];
 
   const state = {
@@ -981,6 +981,7 @@
       case 'ticket_created': return t('sys.ticket_created', { id: item.ticket_id || '' });
       case 'handoff_cancelled': return t('sys.handoff_cancelled');
       case 'rating': return t('sys.rating', { score: item.score });
+      case 'delivery_failed': return t('sys.delivery_failed', { code: item.errcode });
       default: return t('sys.other', { type: item.type });
     }
   }

@@ -494,6 +494,24 @@ async def test_a_late_answer_survives_wechat_being_busy_and_arrives_once(make_ha
     assert wx.fake.send_attempts == 3
 
 
+async def test_a_late_answer_wechat_keeps_refusing_is_marked_undelivered_for_the_agents(
+        make_harness: MakeHarness) -> None:
+    wx = await make_harness(deadline=0.5)
+    wx.app[appkeys.WECHAT].retry_pauses = (0.05, 0.05)
+    wx.store.gate = asyncio.Event()
+    assert (await wx.say("o-never", "保修多久", 4061)).body == "success"
+    wx.fake.fail_next(-1, "system busy", times=3)
+    wx.store.gate.set()
+    await wx.settle()
+    assert wx.pushed("o-never") == [] and wx.fake.send_attempts == 3
+    types = [e.type for e in await wx.events("o-never")]
+    assert types.index("delivery_failed") > types.index("bot_reply")
+    [failed] = await wx.events("o-never", "delivery_failed")
+    assert failed.data["errcode"] == -1
+    item = console_item(failed)
+    assert item is not None and item["from"] == "system" and item["errcode"] == -1
+
+
 async def test_slow_answer_goes_passively_to_a_retry_that_arrives_once_it_is_ready(
         make_harness: MakeHarness) -> None:
     wx = await make_harness(deadline=0.5)

@@ -180,6 +180,12 @@ async def test_note_transfer_close_and_a_supervisor_alert(live_app: LiveApp, bro
         await expect(noted).to_have_text(re.compile(note), timeout=WAIT)
         await shot(wang, artifacts, "01-internal-note")
 
+        # A reply the channel gave up delivering shows up live as a system line.
+        channel, _, customer = str(conversation_id).partition(":")
+        await live_app.app[appkeys.ENGINE].record_undelivered(channel, customer, errcode=45047, errmsg="out of limit")
+        undelivered = strings("zh")["sys.delivery_failed"].replace("{code}", "45047")
+        await expect(history(wang, "system").filter(has_text=undelivered)).to_have_count(1, timeout=WAIT)
+
         # A supervisor alert (what the wait check publishes on the bus) shows as a red banner to the supervisor.
         await live_app.store.publish("console", {"kind": "alert", "alert": "wait_exceeded",
                                                  "conversation_id": conversation_id, "minutes": 7})
