@@ -64,13 +64,13 @@ class Followups:
         """Schedule and cancel jobs from the events one turn (or agent action) appended."""
         types = [e.type for e in events]
         now = self._clock.now()
+        pending = list(before.followups)
         if ev.CUSTOMER_MESSAGE in types:
             kinds = [NUDGE, IDLE_CLOSE] + ([SURVEY] if before.status == "closed" else [])
-            if any(kind in kinds for _, kind in before.followups):
-                await self.cancel(conversation_id, kinds, reason="customer_wrote")
+            await self._cancel(conversation_id, pending, kinds, reason="customer_wrote")
         closed = next((e for e in events if e.type == ev.CLOSED), None)
         if closed is not None:
-            await self.cancel(conversation_id, [NUDGE, IDLE_CLOSE], reason="closed")
+            await self._cancel(conversation_id, pending, [NUDGE, IDLE_CLOSE], reason="closed")
             if closed.data.get("reason") != "idle":
                 await self.schedule(SURVEY, conversation_id, now + timedelta(minutes=self._settings.survey_delay_minutes))
             if closed.data.get("complaint"):
@@ -96,12 +96,15 @@ class Followups:
             self.timer.arm(due)
         return job
 
-    async def cancel(self, conversation_id: str, kinds: Sequence[str], *, reason: str) -> int:
-        cancelled = 0
-        for job in await self._store.jobs(conversation_id=conversation_id, status="pending"):
-            if job["kind"] in kinds and await self.cancel_job(job["id"], reason=reason):
-                cancelled += 1
-        return cancelled
+    async def _cancel(self, conversation_id: str, pending: list[tuple[str, str]], kinds: Sequence[str], *,
+                      reason: str) -> None:
+        """Cancel the conversation's pending jobs of these kinds, as its log lists them (every job scheduled
+        is logged there), and take them off `pending`."""
+        for job_id, kind in list(pending):
+            if kind in kinds:
+                pending.remove((job_id, kind))
+                if await self._store.job_transition(job_id, "pending", "cancelled", cancel_reason=reason):
+                    await self._log(conversation_id, "followup_cancelled", job_id=job_id, kind=kind, reason=reason)
 
     async def cancel_job(self, job_id: str, *, reason: str) -> bool:
         if not await self._store.job_transition(job_id, "pending", "cancelled", cancel_reason=reason):
