@@ -6,7 +6,6 @@ widget builds DOM with textContent, so nothing from a customer or an agent is ev
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict, deque
@@ -18,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.metrics import Metrics, timer
 from adapters.wsutil import send_json
+from bot import jsoncodec
 from bot.clock import Clock
 from bot.config import Settings
 from bot.conversation import conversation_id
@@ -242,7 +242,7 @@ def reply_frame(reply: Reply, at: str, *, reply_to: str | None = None) -> dict[s
 
 def _parse(raw: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(raw)
+        data = jsoncodec.loads(raw)
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("type"), str) else None

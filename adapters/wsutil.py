@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
+
+from bot import jsoncodec
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +17,6 @@ async def send_json(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
     if ws.closed:
         return
     try:
-        await ws.send_str(json.dumps(frame, ensure_ascii=False))
+        await ws.send_str(jsoncodec.dumps(frame))
     except ConnectionResetError:
         logger.info("socket went away while sending")

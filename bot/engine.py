@@ -7,7 +7,6 @@ message carrying a channel message id is processed once: a retry gets the stored
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import unicodedata
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot import conversation as ev
+from bot import jsoncodec
 from bot.clock import Clock
 from bot.config import HandoffSettings, ShopSettings, parse_hours
 from bot.conversation import ConversationState, StateCache, conversation_id, fold
@@ -498,7 +498,7 @@ def _candidates(result: MatchResult | None) -> list[list[Any]]:
 
 
 def encode_replies(replies: list[Reply]) -> str:
-    return json.dumps([r.to_dict() for r in replies], ensure_ascii=False)
+    return jsoncodec.dumps([r.to_dict() for r in replies])
 
 
 def decode_replies(raw: str) -> list[Reply]:
@@ -510,7 +510,7 @@ def decode_replies(raw: str) -> list[Reply]:
             sender=r["sender"],
             lang=r["lang"],
         )
-        for r in json.loads(raw)
+        for r in jsoncodec.loads(raw)
     ]
 
 

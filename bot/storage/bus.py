@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
+
+from bot import jsoncodec
 
 Message = tuple[str, dict[str, Any]]
 
@@ -33,7 +34,7 @@ class LocalBus:
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         # A JSON round trip gives subscribers their own copy, as a networked bus would.
-        data = json.loads(json.dumps(payload))
+        data = jsoncodec.loads(jsoncodec.dumps(payload))
         for queue in self._queues:
             queue.put_nowait((topic, data))
 

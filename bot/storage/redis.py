@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -42,6 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from bot import jsoncodec
 from bot.clock import Clock
 from bot.models import Event
 from bot.storage.base import BUS_RESUMED, ConflictError, StoreError
@@ -163,7 +163,7 @@ def _describe(client: Redis) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return jsoncodec.dumps(value)
 
 
 def _score(value: float) -> str:
@@ -328,7 +328,7 @@ class RedisStore:
     async def events(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
         start = max(after_seq, 0)
         rows = await self._client.lrange(f"{self._p}log:{conversation_id}", start, -1)
-        decoded = (json.loads(row) for row in rows)
+        decoded = (jsoncodec.loads(row) for row in rows)
         return [Event(conversation_id, d["type"], datetime.fromisoformat(d["at"]), d["data"], start + 1 + i)
                 for i, d in enumerate(decoded)]
 
@@ -386,12 +386,12 @@ class RedisStore:
     @_surfaced
     async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
         data = await self._client.hget(f"{self._p}ticket:{ticket_id}", "data")
-        return None if data is None else dict(json.loads(data))
+        return None if data is None else dict(jsoncodec.loads(data))
 
     @_surfaced
     async def tickets(self, *, conversation_id: str | None = None) -> list[dict[str, Any]]:
         index = f"{self._p}tickets" if conversation_id is None else f"{self._p}conv-tickets:{conversation_id}"
-        return [json.loads(h["data"]) for h in await self._indexed(index, f"{self._p}ticket:")]
+        return [jsoncodec.loads(h["data"]) for h in await self._indexed(index, f"{self._p}ticket:")]
 
     async def _indexed(self, index: str, member_prefix: str, *, until: float | None = None,
                        limit: int = -1) -> list[dict[str, str]]:
@@ -428,7 +428,7 @@ class RedisStore:
     @_surfaced
     async def job_get(self, job_id: str) -> dict[str, Any] | None:
         fields = await self._client.hgetall(f"{self._p}job:{job_id}")
-        return {str(k): json.loads(v) for k, v in fields.items()} if fields else None
+        return {str(k): jsoncodec.loads(v) for k, v in fields.items()} if fields else None
 
     @_surfaced
     async def jobs_due(self, until: float, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -460,7 +460,7 @@ class RedisStore:
 
     @staticmethod
     def _job(fields: dict[str, str]) -> dict[str, Any]:
-        return {key: json.loads(value) for key, value in fields.items()}
+        return {key: jsoncodec.loads(value) for key, value in fields.items()}
 
     # -- versioned records --
 
@@ -491,7 +491,7 @@ class RedisStore:
     @staticmethod
     def _record(stored: str) -> dict[str, Any]:
         version, _, data = stored.partition(":")
-        return {**json.loads(data), "version": int(version)}
+        return {**jsoncodec.loads(data), "version": int(version)}
 
     # -- event bus --
 
@@ -541,7 +541,7 @@ class RedisStore:
 
     def _deliver(self, raw: str) -> None:
         try:
-            wire = json.loads(raw)
+            wire = jsoncodec.loads(raw)
             origin, number, topic = wire["origin"], int(wire["n"]), str(wire["topic"])
         except (ValueError, KeyError, TypeError):
             logger.warning("ignored a malformed message on %s", self._channel)
@@ -550,7 +550,7 @@ class RedisStore:
             if origin == self._origin and number <= subscription.fence:
                 continue
             # Each subscriber decodes its own copy, so one cannot change what another sees.
-            subscription.offer((topic, json.loads(raw)["payload"]))
+            subscription.offer((topic, jsoncodec.loads(raw)["payload"]))
 
     # -- erasure and shutdown --
 

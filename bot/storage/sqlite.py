@@ -14,7 +14,6 @@ writes return at once and the end of the batch waits for them, so one message co
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot import jsoncodec
 from bot.clock import Clock
 from bot.models import Event
 from bot.storage.base import ConflictError, StoreError
@@ -204,7 +204,7 @@ class SqliteStore:
                 self._db.execute(
                     "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
                     (conversation_id, seq, event.type, event.at.isoformat(),
-                     json.dumps(event.data, ensure_ascii=False)),
+                     jsoncodec.dumps(event.data)),
                 )
             self._db.execute(
                 "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE "
@@ -226,7 +226,7 @@ class SqliteStore:
             (conversation_id, after_seq),
         ).fetchall()
         return [
-            Event(conversation_id, type_, datetime.fromisoformat(at), json.loads(data), seq)
+            Event(conversation_id, type_, datetime.fromisoformat(at), jsoncodec.loads(data), seq)
             for seq, type_, at, data in rows
         ]
 
@@ -269,13 +269,13 @@ class SqliteStore:
     async def put_ticket(self, ticket: dict[str, Any]) -> None:
         self._write(
             "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",
-            (ticket["id"], ticket.get("conversation_id", ""), json.dumps(ticket, ensure_ascii=False)),
+            (ticket["id"], ticket.get("conversation_id", ""), jsoncodec.dumps(ticket)),
         )
         await self._committed()
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsoncodec.loads(row[0]) if row else None
 
     async def tickets(self, *, conversation_id: str | None = None) -> list[dict[str, Any]]:
         if conversation_id is None:
@@ -284,7 +284,7 @@ class SqliteStore:
             rows = self._db.execute(
                 "SELECT data FROM tickets WHERE conversation_id = ? ORDER BY rowid", (conversation_id,)
             ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [jsoncodec.loads(r[0]) for r in rows]
 
     async def queue_put(self, conversation_id: str, rank: float) -> None:
         self._write("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
@@ -303,20 +303,20 @@ class SqliteStore:
         self._write(
             "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)",
             (job["id"], job["conversation_id"], job["status"], float(job["due_at"]),
-             json.dumps(job, ensure_ascii=False)),
+             jsoncodec.dumps(job)),
         )
         await self._committed()
 
     async def job_get(self, job_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsoncodec.loads(row[0]) if row else None
 
     async def jobs_due(self, until: float, *, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT data FROM jobs WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?",
             (until, limit),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [jsoncodec.loads(r[0]) for r in rows]
 
     async def job_transition(self, job_id: str, from_status: str, to_status: str, **fields: Any) -> bool:
         job = await self.job_get(job_id)
@@ -325,7 +325,7 @@ class SqliteStore:
         job.update(fields, status=to_status)
         cur = self._write(
             "UPDATE jobs SET status = ?, due_at = ?, data = ? WHERE id = ? AND status = ?",
-            (to_status, float(job["due_at"]), json.dumps(job, ensure_ascii=False), job_id, from_status),
+            (to_status, float(job["due_at"]), jsoncodec.dumps(job), job_id, from_status),
         )
         await self._committed()
         return cur.rowcount == 1
@@ -336,15 +336,15 @@ class SqliteStore:
             sql, args = sql + " AND conversation_id = ?", [*args, conversation_id]
         if status is not None:
             sql, args = sql + " AND status = ?", [*args, status]
-        return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY due_at, id", args)]
+        return [jsoncodec.loads(r[0]) for r in self._db.execute(sql + " ORDER BY due_at, id", args)]
 
     async def record_get(self, kind: str, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsoncodec.loads(row[0]) if row else None
 
     async def records(self, kind: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT data FROM records WHERE kind = ? ORDER BY key", (kind,))
-        return [json.loads(r[0]) for r in rows]
+        return [jsoncodec.loads(r[0]) for r in rows]
 
     async def record_put(self, kind: str, key: str, value: dict[str, Any], *,
                          expected_version: int | None = None) -> int:
@@ -353,7 +353,7 @@ class SqliteStore:
         if expected_version is not None and expected_version != current:
             raise ConflictError(f"{kind} {key}: version {current} is newer than {expected_version}")
         version = current + 1
-        data = json.dumps({**value, "version": version}, ensure_ascii=False)
+        data = jsoncodec.dumps({**value, "version": version})
         self._write("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
         await self._committed()
         return version
