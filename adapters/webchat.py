@@ -23,7 +23,8 @@ from bot.config import Settings
 from bot.conversation import conversation_id
 from bot.engine import ConversationEngine
 from bot.models import IncomingMessage, Reply, Suggestion
-from bot.storage.base import StoreError
+from bot.delivery import DELIVER_TOPIC
+from bot.storage.base import ConversationStore, StoreError
 from bot.tokens import new_id, sign, verify
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,13 @@ class WebchatChannel:
     """Open sockets by visitor (several tabs each), and the Outbox that pushes to them."""
 
     def __init__(self, settings: Settings, engine: Callable[[], ConversationEngine], clock: Clock,
-                 *, metrics: Metrics | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 store: Callable[[], ConversationStore], *, metrics: Metrics | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._conf = settings.channels.webchat
         self._engine = engine
+        self._store = store
+        self._worker = new_id("w_")  # tells this worker's own bot-reply broadcasts apart on the bus
         self._clock = clock
         self._monotonic = monotonic
         self._metrics = metrics
@@ -67,7 +71,7 @@ class WebchatChannel:
 
     async def on_deliver(self, payload: dict[str, Any]) -> None:
         """A push from any worker (bus "deliver"): send it if this worker holds the visitor's sockets."""
-        if payload.get("channel") != CHANNEL:
+        if payload.get("channel") != CHANNEL or payload.get("origin") == self._worker:
             return
         sockets = list(self._sockets.get(payload["customer_id"], ()))
         at = self._clock.now().isoformat()
@@ -186,7 +190,19 @@ class WebchatChannel:
             for other in list(self._sockets.get(visitor, ())):
                 for reply in outcome.replies:
                     await send_json(other, reply_frame(reply, at, reply_to=client_id))
+            await self._to_other_workers(visitor, outcome.replies)
         await send_json(ws, {"type": "typing", "from": "bot", "on": False})
+
+    async def _to_other_workers(self, visitor: str, replies: list[Reply]) -> None:
+        """The visitor's tabs open on other workers get the bot's replies too (through the shared bus)."""
+        store = self._store()
+        if not store.shared or not replies:
+            return
+        try:
+            await store.publish(DELIVER_TOPIC, {"channel": CHANNEL, "customer_id": visitor, "origin": self._worker,
+                                                "replies": [r.to_dict() for r in replies]})
+        except StoreError:
+            logger.info("store unavailable: other tabs see these replies after reconnecting")
 
     async def _typing(self, visitor: str, on: bool) -> None:
         """The customer's typing, for an agent holding (or looking at a queued) conversation; never an error."""

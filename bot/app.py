@@ -171,7 +171,8 @@ def create_app(
     handlers[BUS_RESUMED].append(console.close_all)
     closers = [console.close_all]
     if settings.channels.webchat.enabled:
-        webchat = WebchatChannel(settings, lambda: app[appkeys.ENGINE], clock, metrics=metrics)
+        webchat = WebchatChannel(settings, lambda: app[appkeys.ENGINE], clock, lambda: app[appkeys.STORE],
+                                 metrics=metrics)
         app.router.add_routes(webchat.routes())
         handlers[DELIVER_TOPIC].append(webchat.on_deliver)
         handlers[BUS_RESUMED].append(webchat.close_all)

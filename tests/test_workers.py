@@ -220,6 +220,25 @@ NEW_ENTRY = {"id": "zh-workers-mars", "category": "logistics", "lang": "zh", "qu
              "answer": "您好，火星基地暂不在配送范围内，**敬请谅解**。如有其他问题，欢迎您随时咨询。"}
 
 
+async def test_a_visitors_second_tab_on_another_worker_sees_the_bot_answer_live(
+        cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    cluster.configure()
+    a, b = await cluster.start(2)
+    first = Widget(session)
+    await first.connect(a.url)
+    second = Widget(session)
+    second.token = first.token  # the same visitor in another tab, whose socket landed on the other worker
+    await second.connect(b.url)
+    mark = second.mark()
+    answer = next(f for f in await first.ask("七天无理由退货怎么申请？") if f["type"] == "reply")
+    seen = await second.expect(lambda f: f["type"] == "reply", since=mark)
+    assert seen["text"] == answer["text"] and "7" in seen["text"]
+    await asyncio.sleep(0.3)
+    assert len([f for f in first.frames if f["type"] == "reply"]) == 1  # never twice in the asking tab
+    await first.close()
+    await second.close()
+
+
 async def test_kb_edit_on_one_worker_answers_on_another_within_a_second(
         cluster: Cluster, session: aiohttp.ClientSession) -> None:
     cluster.configure()
