@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS records (
 CHECKPOINT_SECONDS = 1.0
 
 
+def _fail(group: asyncio.Future[None], why: str) -> None:
+    group.set_exception(StoreError(why))
+    group.exception()  # marks it seen: a group whose waiters were all cancelled must not warn at exit
+
+
 @dataclass
 class _Batch:
     task: asyncio.Task[Any] | None
@@ -134,6 +139,10 @@ class SqliteStore:
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run a write in this loop turn's group, opening it (and scheduling its commit) when needed."""
+        if self._group is not None and not self._db.in_transaction:
+            # SQLite rolled the group back after an error (disk full, I/O): its writes are lost, and said so.
+            _fail(self._group, "the write group was rolled back")
+            self._group = None
         if self._group is None:
             loop = asyncio.get_running_loop()
             try:
@@ -149,15 +158,14 @@ class SqliteStore:
 
     def _commit(self) -> None:
         group, self._group = self._group, None
-        if group is None:  # close() committed it already
+        if group is None:  # close() committed it already, or it was rolled back
             return
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:  # the disk is full or gone: every write of the group is lost, and said so
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            group.set_exception(StoreError(f"commit failed: {exc}"))
-            group.exception()  # a waiter may have been cancelled; the error is raised to the others
+            _fail(group, f"commit failed: {exc}")
         else:
             group.set_result(None)
 

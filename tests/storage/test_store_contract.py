@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import Event
-from bot.storage.base import ConflictError, ConversationStore
+from bot.storage.base import ConflictError, ConversationStore, StoreError
 from bot.storage.sqlite import SqliteStore
 from tests.fakes import FakeClock
 from tests.storage.conftest import OpenRedis
@@ -157,6 +157,24 @@ async def test_sqlite_batch_commits_its_writes_when_it_ends(clock: FakeClock, tm
     assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
     assert other.execute("SELECT value FROM cache WHERE key = 'claim:m1'").fetchone() == ("1",)
     other.close()
+    await store.close()
+
+
+async def test_sqlite_a_full_disk_fails_every_write_it_undid_and_no_other(clock: FakeClock, tmp_path: Path) -> None:
+    """SQLite undoes the whole open transaction when the disk fills, so the writes that shared it with the
+    failing one are lost too: their callers must hear so, and the next write must start afresh."""
+    store = SqliteStore(tmp_path / "kefu.sqlite3", clock)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages + 2}")  # a disk with room for two more pages
+
+    async def write(key: str, size: int) -> str:
+        await store.cache_set(key, "x" * size, 60)
+        return "ok"
+
+    results = await asyncio.gather(write("small", 10), write("big", 100_000), return_exceptions=True)
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert await store.cache_get("small") is None
+    assert await write("after", 10) == "ok" and await store.cache_get("after") == "x" * 10
     await store.close()
 
 
