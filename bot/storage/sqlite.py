@@ -3,7 +3,8 @@
 Calls are synchronous on the event loop thread: with WAL and synchronous=NORMAL each statement takes
 microseconds and never waits on fsync, which is cheaper than handing every call to a thread. The one step
 that does fsync, copying the WAL back into the database (a checkpoint), runs on a thread of its own: left
-to SQLite it stalls whichever commit crosses 1000 pages, about every 70 messages for 5 ms.
+to SQLite it stalls whichever commit crosses 1000 pages, about every 70 messages for 5 ms. Only the last
+few frames before the WAL starts over are copied on the loop (see _start_wal_over).
 
 Writes are committed in groups: the first write of a loop turn opens a transaction that a callback commits
 at the end of that turn, so concurrent conversations share one commit (a commit costs three times a
@@ -80,6 +81,7 @@ CREATE TABLE IF NOT EXISTS records (
 
 
 CHECKPOINT_SECONDS = 1.0
+WAL_RESTART_BYTES = 32 * 1024 * 1024
 
 
 def _fail(group: asyncio.Future[None], why: str) -> None:
@@ -114,9 +116,11 @@ class SqliteStore:
         self._group: asyncio.Future[None] | None = None
         self._batch: ContextVar[_Batch | None] = ContextVar(f"sqlite-batch-{id(self)}", default=None)
         self._stop = threading.Event()
+        self._restart = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if str(path) != ":memory:":
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES}")
             self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(str(path),),
                                                   name="sqlite-checkpoint", daemon=True)
             self._checkpointer.start()
@@ -124,15 +128,30 @@ class SqliteStore:
     def _checkpoint_loop(self, path: str) -> None:
         """Fold the WAL into the database every second (a no-op when nothing was written), off the loop."""
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        wal = Path(f"{path}-wal")
         try:
             db.execute("PRAGMA busy_timeout=5000")
             while not self._stop.wait(CHECKPOINT_SECONDS):
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
                     pass  # busy or closing: the next round (or the one at close) folds it in
+                if wal.exists() and wal.stat().st_size > WAL_RESTART_BYTES:
+                    self._restart.set()
         finally:
             db.close()
+
+    def _start_wal_over(self) -> None:
+        """Under steady writes a passive checkpoint never finds the WAL wholly copied when a write begins,
+        which is the only time SQLite starts it over: it grew by ~50 KB a message without bound, and every
+        read searched a longer WAL index. A RESTART checkpoint between two write groups copies the few frames
+        the thread has not (and syncs: a millisecond or two, once per WAL_RESTART_BYTES written), so the next
+        write starts the WAL over, cut back to that size."""
+        self._restart.clear()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.Error:
+            pass  # busy: the thread asks again after its next round
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
@@ -145,6 +164,8 @@ class SqliteStore:
             self._group = None
         if self._group is None:
             loop = asyncio.get_running_loop()
+            if self._restart.is_set():
+                self._start_wal_over()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:

@@ -11,6 +11,7 @@ import pytest
 
 from bot.models import Event
 from bot.storage.base import ConflictError, ConversationStore, StoreError
+from bot.storage import sqlite as sqlite_store
 from bot.storage.sqlite import SqliteStore
 from tests.fakes import FakeClock
 from tests.storage.conftest import OpenRedis
@@ -127,6 +128,23 @@ async def test_sqlite_wal_is_folded_in_off_the_event_loop(clock: FakeClock, tmp_
     reopened = SqliteStore(path, clock)
     assert len(await reopened.conversations()) == 300
     await reopened.close()
+
+
+async def test_sqlite_wal_starts_over_under_steady_writes(clock: FakeClock, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes that never pause left no moment for SQLite to start the WAL over: it grew without bound."""
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_BYTES", 512 * 1024)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.02)
+    store = SqliteStore(tmp_path / "kefu.sqlite3", clock)
+    wal = tmp_path / "kefu.sqlite3-wal"
+    sizes = []
+    for n in range(3000):
+        await store.append(f"web:{n % 200}", [ev(clock, "customer_message", text="请问多久发货" * 20)])
+        if n % 100 == 99:
+            sizes.append(wal.stat().st_size)
+    await store.close()
+    assert max(sizes[len(sizes) // 2:]) < 8 * 1024 * 1024, sizes
+    assert any(later < earlier for earlier, later in zip(sizes, sizes[1:])), sizes  # it started over
 
 
 async def test_sqlite_writes_are_on_disk_when_they_return(clock: FakeClock, tmp_path: Path) -> None:
