@@ -65,7 +65,7 @@ class ServerSettings:
     max_body_bytes: int = 65536
     max_upload_bytes: int = 8 * 1024 * 1024
     metrics_port: int = 0
-    access_log: bool = False
+    access_log: bool = True
 
     def validate(self, key: str) -> None:
         _in_range(f"{key}.port", self.port, 0, 65535)
