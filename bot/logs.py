@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
+from bot import jsoncodec
 from bot.privacy import mask
 
 
@@ -19,7 +19,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["error"] = mask(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        return jsoncodec.dumps(entry)
 
 
 def setup(level: int = logging.INFO) -> None:
