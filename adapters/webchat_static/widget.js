@@ -809,8 +809,15 @@
 
   function onStorage(e) {
     if (!ui) return;
-    if (e.key === KEY_OUTBOX) { // another tab got the ack
-      const pending = new Set(outbox.all().map((m) => m.id));
+    if (e.key === KEY_OUTBOX) { // another tab typed a message, or got its ack
+      const list = outbox.all();
+      for (const m of list) { // shown here too, as that tab's customer bubble; the answer follows on this socket
+        if (!ui.list.querySelector(`[data-row="${CSS.escape(m.id)}"]`)) {
+          renderItem({ from: 'customer', id: m.id, client_id: m.id, text: m.label ?? m.text, at: m.at }, 'sending');
+          scrollToBottom(false);
+        }
+      }
+      const pending = new Set(list.map((m) => m.id));
       for (const b of ui.list.querySelectorAll('[data-testid="widget-message"][data-state="sending"]')) {
         if (!pending.has(b.dataset.id)) markBubble(b.dataset.id, 'sent');
       }

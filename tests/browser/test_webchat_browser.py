@@ -236,6 +236,26 @@ async def test_offline_message_is_sent_once_after_recovery(
     assert errors == []
 
 
+async def test_a_second_tab_shows_what_the_customer_asks_in_the_first_and_the_answer(
+        live_shop: LiveServer, browser: Any, artifacts: Path) -> None:
+    errors: list[str] = []
+    first = await new_page(browser, errors)
+    await open_widget(first, live_shop.base_url)
+    second = await first.context.new_page()  # the same browser: same visitor token and outbox
+    second.set_default_timeout(WAIT)
+    second.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    await open_widget(second, live_shop.base_url)
+    await ask(first, "退货运费谁出")
+    await expect_answer(bubbles(first, "bot").last, "zh-returns-shipping-fee")
+    await expect(bubbles(second, "customer")).to_have_text(["退货运费谁出"])
+    await expect(bubbles(second, "customer").last).to_have_attribute("data-state", "sent")
+    await expect_answer(bubbles(second, "bot").last, "zh-returns-shipping-fee")
+    await shot(second, artifacts, "second-tab")
+    assert await customer_texts(first) == ["退货运费谁出"]  # never echoed back into the tab that sent it
+    assert await stored_customer_texts(live_shop.store) == ["退货运费谁出"]
+    assert errors == []
+
+
 async def test_server_restart_alone_the_widget_reconnects_by_itself(
         live_shop: LiveServer, browser: Any, artifacts: Path) -> None:
     """No network change the browser could notice: the socket drops and the widget's backoff brings it back."""
