@@ -106,6 +106,7 @@ class ConversationEngine:
         self._orders = orders
         self.clock = clock
         self._dedup_ttl = dedup_ttl_seconds
+        self._running: dict[str, asyncio.Future[list[Reply] | None]] = {}  # this worker's deliveries at work
         self._locks = locks
         self.desk = desk
         self.followups = followups
@@ -146,9 +147,28 @@ class ConversationEngine:
 
         A message with a channel id is claimed in the store first, so a retry that reaches another worker
         while the first is still working waits for (or, after `DEDUP_WAIT`, reports) that first result
-        instead of processing the message twice."""
+        instead of processing the message twice. A retry that reaches the worker still running the first
+        delivery waits for it however long it takes: its owner is alive, so nothing is taken over."""
         conv = conversation_id(msg.channel, msg.customer_id)
-        dedup_key = f"dedup:{conv}:{msg.channel_msg_id}" if msg.channel_msg_id else None
+        if not msg.channel_msg_id:
+            return await self._receive(msg, conv, None)
+        dedup_key = f"dedup:{conv}:{msg.channel_msg_id}"
+        while (running := self._running.get(dedup_key)) is not None:
+            first = await asyncio.shield(running)
+            if first is not None:
+                return Outcome(first, duplicate=True)
+            # The first delivery failed and released its claim: the next one in line processes the message.
+        done = self._running[dedup_key] = asyncio.get_running_loop().create_future()
+        replies: list[Reply] | None = None
+        try:
+            outcome = await self._receive(msg, conv, dedup_key)
+            replies = outcome.replies
+            return outcome
+        finally:
+            del self._running[dedup_key]
+            done.set_result(replies)
+
+    async def _receive(self, msg: IncomingMessage, conv: str, dedup_key: str | None) -> Outcome:
         async with self._store.batch():  # one commit for the whole turn, before anyone hears of it
             if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
                 earlier = await self._earlier_result(conv, dedup_key, msg.channel_msg_id)

@@ -11,6 +11,7 @@ import pytest
 
 from bot.assemble import build_engine
 from bot.config import Settings
+from bot import engine as engine_module
 from bot.engine import ConversationEngine
 from bot.knowledge import KnowledgeBase
 from bot.models import IncomingMessage
@@ -318,3 +319,33 @@ async def test_sample_shop_kb_answers_core_questions(engine: ConversationEngine,
     for question in ("七天无理由退货怎么申请", "可以开发票吗", "how long does delivery take"):
         replies = await engine.handle(msg(clock, question, customer=question))
         assert replies and replies[0].text
+
+
+class _Stalling(SqliteStore):
+    """A store whose next append waits for a gate: a worker stalled between claiming and storing a message."""
+
+    gate: asyncio.Event | None = None
+
+    async def append(self, conversation_id: str, events: Any) -> Any:
+        if self.gate is not None and any(e.type == "customer_message" for e in events):
+            gate, self.gate = self.gate, None
+            await gate.wait()
+        return await super().append(conversation_id, events)
+
+
+async def test_a_retry_on_the_worker_still_running_the_first_delivery_waits_however_long(
+        settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "DEDUP_WAIT", 0.1)  # past it, another worker's claim would be taken over
+    store = _Stalling(":memory:", clock)
+    engine = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    gate = store.gate = asyncio.Event()
+    first = asyncio.create_task(engine.receive(msg(clock, "七天无理由退货怎么申请？", mid="m-1")))
+    retry = asyncio.create_task(engine.receive(msg(clock, "七天无理由退货怎么申请？", mid="m-1")))
+    await asyncio.sleep(0.3)
+    assert not retry.done()
+    gate.set()
+    original, repeat = await first, await retry
+    assert not original.duplicate and repeat.duplicate
+    assert [r.text for r in repeat.replies] == [r.text for r in original.replies] != []
+    assert [e.type for e in await store.events("web:c1")].count("customer_message") == 1
+    await store.close()
