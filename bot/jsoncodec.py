@@ -1,6 +1,7 @@
 """JSON on the hot paths (the event log, dedup results, socket frames): orjson, ten times faster than the
 standard library, and every message is encoded several times. Output is UTF-8 text like
-json.dumps(ensure_ascii=False), without the spaces."""
+json.dumps(ensure_ascii=False), without the spaces. Integers past 64 bits are read back as floats: ids from
+channels (WeChat MsgIds are 64-bit and longer) are kept as strings."""
 
 from __future__ import annotations
 
