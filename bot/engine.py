@@ -179,15 +179,15 @@ class ConversationEngine:
                     state = await self._states.get(conv)
                     turn = Turn(conv, self.clock)
                     await self._respond(state, msg, turn)
-                    stored = await self._store.append(conv, turn.events)
+                    # The replies are kept for the channel's retries in the same write as the message.
+                    remember = (dedup_key, encode_replies(turn.replies), self._dedup_ttl) if dedup_key else None
+                    stored = await self._store.append(conv, turn.events, remember=remember)
                     if stored and stored[0].seq != state.seq + 1:
                         # Another worker wrote in between: fold its events in too, never skip them.
                         after = await self._states.get(conv)
                     else:
                         after = fold(stored, state)
                         self._states.put(conv, after)
-                    if dedup_key:
-                        await self._store.cache_set(dedup_key, encode_replies(turn.replies), self._dedup_ttl)
             except BaseException:
                 if dedup_key:  # nothing was stored: let the channel's retry process the message
                     await self._store.cache_delete(f"claim:{dedup_key}")

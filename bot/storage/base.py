@@ -39,8 +39,12 @@ class ConversationStore(Protocol):
     # True when other processes use the same data (Redis): per-conversation locks must then be leases in it.
     shared: bool
 
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
-        """Append events in order; return them with their sequence numbers (1, 2, … per conversation)."""
+    async def append(self, conversation_id: str, events: Sequence[Event], *,
+                     remember: tuple[str, str, float] | None = None) -> list[Event]:
+        """Append events in order; return them with their sequence numbers (1, 2, … per conversation).
+
+        `remember` (key, value, ttl) is set in the cache in the same atomic write: a message's replies are
+        kept for its retries exactly when the message is stored, in one round trip."""
         ...
 
     def batch(self) -> AbstractAsyncContextManager[None]:

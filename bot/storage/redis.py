@@ -35,7 +35,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -311,7 +311,8 @@ class RedisStore:
     # -- conversation log --
 
     @_surfaced
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(self, conversation_id: str, events: Sequence[Event], *,
+                     remember: tuple[str, str, float] | None = None) -> list[Event]:
         """RPUSH answers the list's new length, which is the last seq; MULTI keeps other appends (from any
         worker) out between it and the index update, so seq numbers never collide."""
         if not events:
@@ -320,7 +321,9 @@ class RedisStore:
         async with self._client.pipeline(transaction=True) as tx:
             tx.rpush(f"{self._p}log:{conversation_id}", *encoded)
             tx.zadd(f"{self._p}convs", {conversation_id: events[-1].at.timestamp()})
-            length, _ = await tx.execute()
+            if remember is not None:
+                self._queue_cache_set(tx, *remember)
+            length, *_ = await tx.execute()
         first = int(length) - len(events) + 1
         return [Event(conversation_id, e.type, e.at, dict(e.data), first + i) for i, e in enumerate(events)]
 
@@ -350,11 +353,14 @@ class RedisStore:
 
     @_surfaced
     async def cache_set(self, key: str, value: str, ttl_seconds: float) -> None:
-        name = f"{self._p}cache:{key}"
         async with self._client.pipeline(transaction=True) as tx:
-            tx.hset(name, mapping={"value": value, "exp": _score(self._now() + ttl_seconds)})
-            tx.pexpire(name, self._ttl_ms(ttl_seconds))
+            self._queue_cache_set(tx, key, value, ttl_seconds)
             await tx.execute()
+
+    def _queue_cache_set(self, tx: Pipeline, key: str, value: str, ttl_seconds: float) -> None:
+        name = f"{self._p}cache:{key}"
+        tx.hset(name, mapping={"value": value, "exp": _score(self._now() + ttl_seconds)})
+        tx.pexpire(name, self._ttl_ms(ttl_seconds))
 
     @_surfaced
     async def cache_add(self, key: str, value: str, ttl_seconds: float) -> bool:

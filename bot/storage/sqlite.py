@@ -215,7 +215,8 @@ class SqliteStore:
         for group in batch.groups:
             await asyncio.shield(group)
 
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(self, conversation_id: str, events: Sequence[Event], *,
+                     remember: tuple[str, str, float] | None = None) -> list[Event]:
         if not events:
             return []
         self._write("SAVEPOINT append")
@@ -240,6 +241,9 @@ class SqliteStore:
                 "SET last_seq = excluded.last_seq, last_at = excluded.last_at",
                 (conversation_id, seq, events[-1].at.timestamp()),
             )
+            if remember is not None:
+                key, value, ttl = remember
+                self._db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl))
             self._db.execute("RELEASE append")
         except sqlite3.Error as exc:
             if self._db.in_transaction:

@@ -54,12 +54,12 @@ class GatedStore(SqliteStore):
     gate: asyncio.Event | None = None
     failing = False
 
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(self, conversation_id: str, events: Sequence[Event], **kw: Any) -> list[Event]:
         if self.failing:
             raise StoreError("disk unavailable (test)")
         if self.gate is not None:
             await self.gate.wait()
-        return await super().append(conversation_id, events)
+        return await super().append(conversation_id, events, **kw)
 
 
 @dataclass

@@ -245,11 +245,11 @@ class _Interleaving(SqliteStore):
 
     before_append: Any = None
 
-    async def append(self, conversation_id: str, events: Any) -> Any:
+    async def append(self, conversation_id: str, events: Any, **kw: Any) -> Any:
         hook, self.before_append = self.before_append, None
         if hook is not None:
             await hook()
-        return await super().append(conversation_id, events)
+        return await super().append(conversation_id, events, **kw)
 
 
 async def test_a_write_by_another_worker_in_between_is_never_skipped(settings: Settings,
@@ -326,11 +326,11 @@ class _Stalling(SqliteStore):
 
     gate: asyncio.Event | None = None
 
-    async def append(self, conversation_id: str, events: Any) -> Any:
+    async def append(self, conversation_id: str, events: Any, **kw: Any) -> Any:
         if self.gate is not None and any(e.type == "customer_message" for e in events):
             gate, self.gate = self.gate, None
             await gate.wait()
-        return await super().append(conversation_id, events)
+        return await super().append(conversation_id, events, **kw)
 
 
 async def test_a_retry_on_the_worker_still_running_the_first_delivery_waits_however_long(

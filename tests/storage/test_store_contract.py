@@ -59,6 +59,16 @@ async def test_conversations_most_recent_first(backend: ConversationStore, clock
     assert await backend.conversations(since=start.replace(minute=1)) == ["web:new"]
 
 
+async def test_append_keeps_a_cache_entry_in_the_same_write(backend: ConversationStore, clock: FakeClock) -> None:
+    stored = await backend.append("web:a", [ev(clock, "customer_message", text="退货")],
+                                  remember=("dedup:web:a:m1", '[{"text": "好的"}]', 60))
+    assert [e.seq for e in stored] == [1]
+    assert await backend.cache_get("dedup:web:a:m1") == '[{"text": "好的"}]'
+    clock.advance(seconds=61)
+    assert await backend.cache_get("dedup:web:a:m1") is None
+    assert [e.data["text"] for e in await backend.events("web:a")] == ["退货"]
+
+
 async def test_cache_expires_by_the_clock(backend: ConversationStore, clock: FakeClock) -> None:
     await backend.cache_set("k", "v", 60)
     assert await backend.cache_get("k") == "v"
