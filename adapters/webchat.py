@@ -46,7 +46,8 @@ class WebchatChannel:
         self._conf = settings.channels.webchat
         self._engine = engine
         self._store = store
-        self._worker = new_id("w_")  # tells this worker's own bot-reply broadcasts apart on the bus
+        self._worker = new_id("w_")  # tells this worker's own bus messages apart
+        self._elsewhere: set[str] = set()  # visitors with tabs open here and on another worker
         self._clock = clock
         self._monotonic = monotonic
         self._metrics = metrics
@@ -70,10 +71,20 @@ class WebchatChannel:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"reconnect")
 
     async def on_deliver(self, payload: dict[str, Any]) -> None:
-        """A push from any worker (bus "deliver"): send it if this worker holds the visitor's sockets."""
+        """A push from any worker (bus "deliver"): send it if this worker holds the visitor's sockets.
+
+        A payload with "tab" instead says another worker has a tab of the visitor ("opened": just now, and
+        asks who else has one; "here": an answer). Workers that both hold one then share the bot's replies."""
         if payload.get("channel") != CHANNEL or payload.get("origin") == self._worker:
             return
-        sockets = list(self._sockets.get(payload["customer_id"], ()))
+        visitor = payload["customer_id"]
+        if "tab" in payload:
+            if visitor in self._sockets:
+                self._elsewhere.add(visitor)
+                if payload["tab"] == "opened":
+                    await self._publish(visitor, tab="here")
+            return
+        sockets = list(self._sockets.get(visitor, ()))
         at = self._clock.now().isoformat()
         for raw in payload["replies"]:
             reply = Reply(text=raw["text"], kind=raw["kind"], sender=raw["sender"], lang=raw["lang"],
@@ -141,12 +152,14 @@ class WebchatChannel:
                 self._sockets[visitor].discard(ws)
                 if not self._sockets[visitor]:
                     del self._sockets[visitor]
+                    self._elsewhere.discard(visitor)
         return ws
 
     async def _welcome(self, ws: web.WebSocketResponse, token: object) -> str | None:
         """Greet a (re)connecting widget with its token and history; None (socket closed) if the store is down."""
         secret = self._settings.secrets.secret_key
         visitor = verify(secret, token)
+        returning = visitor is not None
         if visitor is None:
             visitor = new_id("v_")
         try:
@@ -156,6 +169,8 @@ class WebchatChannel:
             return None
         self._sockets[visitor].add(ws)
         await send_json(ws, {"type": "welcome", "token": sign(secret, visitor), "history": history})
+        if returning:  # may have tabs open on other workers
+            await self._publish(visitor, tab="opened")
         return visitor
 
     async def _message(self, ws: web.WebSocketResponse, visitor: str, data: dict[str, Any], lang: str) -> None:
@@ -194,15 +209,20 @@ class WebchatChannel:
         await send_json(ws, {"type": "typing", "from": "bot", "on": False})
 
     async def _to_other_workers(self, visitor: str, replies: list[Reply]) -> None:
-        """The visitor's tabs open on other workers get the bot's replies too (through the shared bus)."""
+        """The visitor's tabs open on other workers get the bot's replies too (through the shared bus); only
+        for visitors known to have one, so that the bus does not carry every reply to every worker."""
+        if visitor in self._elsewhere and replies:
+            await self._publish(visitor, replies=[r.to_dict() for r in replies])
+
+    async def _publish(self, visitor: str, **fields: Any) -> None:
         store = self._store()
-        if not store.shared or not replies:
+        if not store.shared:
             return
         try:
             await store.publish(DELIVER_TOPIC, {"channel": CHANNEL, "customer_id": visitor, "origin": self._worker,
-                                                "replies": [r.to_dict() for r in replies]})
+                                                **fields})
         except StoreError:
-            logger.info("store unavailable: other tabs see these replies after reconnecting")
+            logger.info("store unavailable: the visitor's other tabs catch up when they reconnect")
 
     async def _typing(self, visitor: str, on: bool) -> None:
         """The customer's typing, for an agent holding (or looking at a queued) conversation; never an error."""

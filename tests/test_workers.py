@@ -224,19 +224,35 @@ async def test_a_visitors_second_tab_on_another_worker_sees_the_bot_answer_live(
         cluster: Cluster, session: aiohttp.ClientSession) -> None:
     cluster.configure()
     a, b = await cluster.start(2)
-    first = Widget(session)
-    await first.connect(a.url)
-    second = Widget(session)
-    second.token = first.token  # the same visitor in another tab, whose socket landed on the other worker
-    await second.connect(b.url)
-    mark = second.mark()
-    answer = next(f for f in await first.ask("七天无理由退货怎么申请？") if f["type"] == "reply")
-    seen = await second.expect(lambda f: f["type"] == "reply", since=mark)
-    assert seen["text"] == answer["text"] and "7" in seen["text"]
-    await asyncio.sleep(0.3)
-    assert len([f for f in first.frames if f["type"] == "reply"]) == 1  # never twice in the asking tab
-    await first.close()
-    await second.close()
+    bus = redis.asyncio.Redis.from_url(cluster.store_url, decode_responses=True)
+    listener = bus.pubsub()
+    await listener.subscribe(f"{cluster.prefix}bus")
+    try:
+        first = Widget(session)
+        await first.connect(a.url)
+        await first.ask("你好")  # one tab: its replies stay off the bus
+        second = Widget(session)
+        second.token = first.token  # the same visitor in another tab, whose socket landed on the other worker
+        await second.connect(b.url)
+        await asyncio.sleep(0.3)  # the two workers learn of each other's tab
+        mark = second.mark()
+        answer = next(f for f in await first.ask("七天无理由退货怎么申请？") if f["type"] == "reply")
+        seen = await second.expect(lambda f: f["type"] == "reply", since=mark)
+        assert seen["text"] == answer["text"] and "7" in seen["text"]
+        await asyncio.sleep(0.3)
+        assert len([f for f in first.frames if f["type"] == "reply"]) == 2  # never twice in the asking tab
+        sent = []
+        for _ in range(50):  # everything published so far (a subscribe confirmation reads as None)
+            raw = await listener.get_message(ignore_subscribe_messages=True, timeout=0.02)
+            if raw is not None:
+                sent.append(json.loads(raw["data"])["payload"])
+        replies = [p for p in sent if "replies" in p]
+        assert [p["replies"][0]["text"] for p in replies] == [answer["text"]], sent
+        await first.close()
+        await second.close()
+    finally:
+        await listener.aclose()
+        await bus.aclose()
 
 
 async def test_kb_edit_on_one_worker_answers_on_another_within_a_second(
