@@ -175,13 +175,17 @@ class ConversationEngine:
                 if earlier is not None:
                     return earlier
             try:
-                async with self._locks.hold(conv):
+                async with self._locks.hold(conv) as lease:
                     state = await self._states.get(conv)
                     turn = Turn(conv, self.clock)
                     await self._respond(state, msg, turn)
-                    # The replies are kept for the channel's retries in the same write as the message.
+                    # The turn's last write: the replies kept for the channel's retries and the lease let go ride
+                    # along with the message.
                     remember = (dedup_key, encode_replies(turn.replies), self._dedup_ttl) if dedup_key else None
-                    stored = await self._store.append(conv, turn.events, remember=remember)
+                    stored = await self._store.append(conv, turn.events, remember=remember,
+                                                      release=(lease.name, lease.token) if lease else None)
+                    if lease is not None and stored:
+                        lease.released = True
                     if stored and stored[0].seq != state.seq + 1:
                         # Another worker wrote in between: fold its events in too, never skip them.
                         after = await self._states.get(conv)

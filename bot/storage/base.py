@@ -40,11 +40,13 @@ class ConversationStore(Protocol):
     shared: bool
 
     async def append(self, conversation_id: str, events: Sequence[Event], *,
-                     remember: tuple[str, str, float] | None = None) -> list[Event]:
+                     remember: tuple[str, str, float] | None = None,
+                     release: tuple[str, str] | None = None) -> list[Event]:
         """Append events in order; return them with their sequence numbers (1, 2, … per conversation).
 
-        `remember` (key, value, ttl) is set in the cache in the same atomic write: a message's replies are
-        kept for its retries exactly when the message is stored, in one round trip."""
+        In the same atomic write, one round trip: `remember` (key, value, ttl) is set in the cache (a
+        message's replies kept for its retries exactly when the message is stored), and `release` (key,
+        value) is deleted if it still holds value (the conversation's lease, when this is its last write)."""
         ...
 
     def batch(self) -> AbstractAsyncContextManager[None]:

@@ -35,7 +35,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline, PubSub
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -66,6 +66,23 @@ if exp and tonumber(exp) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'value', ARGV[2], 'exp', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
+"""
+
+# One turn's write: the events (RPUSH answers the new length, the last seq; inside the script no other
+# append can come between it and the index), and optionally the replies kept for retries and the lease let go.
+# ARGV: conversation id, time score, event count n, the n events, then "1"/"" remember + value, exp, ms,
+# then "1"/"" release + value. KEYS: log, convs index, remember key, release key (the log key when unused).
+_APPEND = """
+local n = tonumber(ARGV[3])
+local length = redis.call('RPUSH', KEYS[1], unpack(ARGV, 4, 3 + n))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local i = 4 + n
+if ARGV[i] == '1' then
+  redis.call('HSET', KEYS[3], 'value', ARGV[i + 1], 'exp', ARGV[i + 2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[i + 3])
+end
+if ARGV[i + 4] == '1' and redis.call('HGET', KEYS[4], 'value') == ARGV[i + 5] then redis.call('DEL', KEYS[4]) end
+return length
 """
 
 _CACHE_RELEASE = """
@@ -252,6 +269,7 @@ class RedisStore:
         self._listener: asyncio.Task[None] | None = None
         self._cache_add = client.register_script(_CACHE_ADD)
         self._cache_release = client.register_script(_CACHE_RELEASE)
+        self._append = client.register_script(_APPEND)
         self._ticket_put = client.register_script(_TICKET_PUT)
         self._job_put = client.register_script(_JOB_PUT)
         self._job_transition = client.register_script(_JOB_TRANSITION)
@@ -312,18 +330,27 @@ class RedisStore:
 
     @_surfaced
     async def append(self, conversation_id: str, events: Sequence[Event], *,
-                     remember: tuple[str, str, float] | None = None) -> list[Event]:
-        """RPUSH answers the list's new length, which is the last seq; MULTI keeps other appends (from any
-        worker) out between it and the index update, so seq numbers never collide."""
+                     remember: tuple[str, str, float] | None = None,
+                     release: tuple[str, str] | None = None) -> list[Event]:
+        """One script (_APPEND): seq numbers never collide, and what rides along costs no round trip."""
         if not events:
             return []
         encoded = [_json({"type": e.type, "at": e.at.isoformat(), "data": e.data}) for e in events]
-        async with self._client.pipeline(transaction=True) as tx:
-            tx.rpush(f"{self._p}log:{conversation_id}", *encoded)
-            tx.zadd(f"{self._p}convs", {conversation_id: events[-1].at.timestamp()})
-            if remember is not None:
-                self._queue_cache_set(tx, *remember)
-            length, *_ = await tx.execute()
+        log = f"{self._p}log:{conversation_id}"
+        keys = [log, f"{self._p}convs", log, log]
+        args: list[str | int] = [conversation_id, _score(events[-1].at.timestamp()), len(encoded), *encoded]
+        if remember is not None:
+            key, value, ttl = remember
+            keys[2] = f"{self._p}cache:{key}"
+            args += ["1", value, _score(self._now() + ttl), self._ttl_ms(ttl)]
+        else:
+            args += ["", "", "", ""]
+        if release is not None:
+            keys[3] = f"{self._p}cache:{release[0]}"
+            args += ["1", release[1]]
+        else:
+            args += ["", ""]
+        length = await self._append(keys=keys, args=args)
         first = int(length) - len(events) + 1
         return [Event(conversation_id, e.type, e.at, dict(e.data), first + i) for i, e in enumerate(events)]
 
@@ -353,14 +380,11 @@ class RedisStore:
 
     @_surfaced
     async def cache_set(self, key: str, value: str, ttl_seconds: float) -> None:
-        async with self._client.pipeline(transaction=True) as tx:
-            self._queue_cache_set(tx, key, value, ttl_seconds)
-            await tx.execute()
-
-    def _queue_cache_set(self, tx: Pipeline, key: str, value: str, ttl_seconds: float) -> None:
         name = f"{self._p}cache:{key}"
-        tx.hset(name, mapping={"value": value, "exp": _score(self._now() + ttl_seconds)})
-        tx.pexpire(name, self._ttl_ms(ttl_seconds))
+        async with self._client.pipeline(transaction=True) as tx:
+            tx.hset(name, mapping={"value": value, "exp": _score(self._now() + ttl_seconds)})
+            tx.pexpire(name, self._ttl_ms(ttl_seconds))
+            await tx.execute()
 
     @_surfaced
     async def cache_add(self, key: str, value: str, ttl_seconds: float) -> bool:

@@ -216,7 +216,8 @@ class SqliteStore:
             await asyncio.shield(group)
 
     async def append(self, conversation_id: str, events: Sequence[Event], *,
-                     remember: tuple[str, str, float] | None = None) -> list[Event]:
+                     remember: tuple[str, str, float] | None = None,
+                     release: tuple[str, str] | None = None) -> list[Event]:
         if not events:
             return []
         self._write("SAVEPOINT append")
@@ -244,6 +245,8 @@ class SqliteStore:
             if remember is not None:
                 key, value, ttl = remember
                 self._db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl))
+            if release is not None:
+                self._db.execute("DELETE FROM cache WHERE key = ? AND value = ?", release)
             self._db.execute("RELEASE append")
         except sqlite3.Error as exc:
             if self._db.in_transaction:

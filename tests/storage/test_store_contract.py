@@ -69,6 +69,16 @@ async def test_append_keeps_a_cache_entry_in_the_same_write(backend: Conversatio
     assert [e.data["text"] for e in await backend.events("web:a")] == ["退货"]
 
 
+async def test_append_lets_go_of_a_lease_only_if_it_still_holds_it(backend: ConversationStore,
+                                                                    clock: FakeClock) -> None:
+    assert await backend.cache_add("lease:web:a", "mine", 5)
+    await backend.append("web:a", [ev(clock, "customer_message")], release=("lease:web:a", "theirs"))
+    assert await backend.cache_get("lease:web:a") == "mine"  # another holder's token: left alone
+    await backend.append("web:a", [ev(clock, "bot_reply")], release=("lease:web:a", "mine"))
+    assert await backend.cache_get("lease:web:a") is None
+    assert [e.seq for e in await backend.events("web:a")] == [1, 2]
+
+
 async def test_cache_expires_by_the_clock(backend: ConversationStore, clock: FakeClock) -> None:
     await backend.cache_set("k", "v", 60)
     assert await backend.cache_get("k") == "v"
