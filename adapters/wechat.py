@@ -45,7 +45,6 @@ from bot.storage.base import ConversationStore, StoreError
 logger = logging.getLogger(__name__)
 
 CHANNEL = "wechat"
-MAX_BODY_BYTES = 64 * 1024  # a real callback is a few KiB; anything near this is not from WeChat
 MAX_SKEW_SECONDS = 600  # a captured signed URL is replayable for this long at most
 SHUTDOWN_GRACE_SECONDS = 5.0  # late answers still being pushed get this long at shutdown, then are cancelled
 PUSH_RETRY_SECONDS = (1.0, 4.0, 15.0)  # pauses before trying a late answer again while WeChat is busy
@@ -109,7 +108,7 @@ def wechat_texts(replies: Sequence[Reply], renderer: ReplyRenderer) -> list[str]
             continue
         text = plain_markup(reply.text)
         # Options the text does not already list (clarify numbers its questions itself) become plain lines.
-        options = [{"label": s.label, "value": s.value} for s in reply.suggestions if s.label not in text]
+        options = [s.to_dict() for s in reply.suggestions if s.label not in text]
         if options:
             text += "\n" + renderer.render("wechat_options", reply.lang, options=options)
         parts.append(text)
@@ -164,7 +163,7 @@ class WechatChannel:
         # Safe mode accepts only encrypted bodies: the plain signature does not cover the body (notes §6).
         if self._conf.mode == "safe" and not encrypted:
             raise web.HTTPForbidden(text="safe mode: plaintext callbacks refused")
-        body = await _read_body(request)
+        body = await request.read()  # 413 past [server] max_body_bytes (client_max_size), even when chunked
         msg = self._parse(body, request.query, encrypted)
         if msg.to_user != self._conf.account_id:
             raise web.HTTPBadRequest(text="addressed to another account")
@@ -331,17 +330,3 @@ def _claim_key(incoming: IncomingMessage) -> str:
 
 def _success() -> web.Response:
     return web.Response(text=SUCCESS, content_type="text/plain")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    """The body, refused with 413 past MAX_BODY_BYTES (declared or actually sent) before it is parsed."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, size)
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
 from adapters import wechat_xml
-from adapters.wechat import CHANNEL, MAX_BODY_BYTES, to_incoming, unix_clock, wechat_texts
+from adapters.wechat import CHANNEL, to_incoming, unix_clock, wechat_texts
 from adapters.wechat_crypto import WechatCrypto
 from adapters.wechat_xml import TEXT_LIMIT_BYTES, WechatMessage
 from bot import appkeys
@@ -246,7 +246,8 @@ async def test_hostile_or_malformed_bodies_get_400_and_nothing_is_stored(make_ha
 
 
 async def test_oversize_bodies_get_413_declared_or_streamed(wx: Harness) -> None:
-    big = message("o-big", "text", Content="大" * (MAX_BODY_BYTES // 3 + 10), MsgId="1", create_time=wx.now())
+    limit = wx.settings.server.max_body_bytes
+    big = message("o-big", "text", Content="大" * (limit // 3 + 10), MsgId="1", create_time=wx.now())
     assert (await wx.post(big)).status == 413
 
     async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse up front
