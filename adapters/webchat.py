@@ -22,7 +22,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.conversation import conversation_id
 from bot.engine import ConversationEngine
-from bot.models import IncomingMessage, Reply, Suggestion
+from bot.models import IncomingMessage, Reply
 from bot.delivery import DELIVER_TOPIC
 from bot.storage.base import ConversationStore, StoreError
 from bot.tokens import new_id, sign, verify
@@ -87,9 +87,7 @@ class WebchatChannel:
         sockets = list(self._sockets.get(visitor, ()))
         at = self._clock.now().isoformat()
         for raw in payload["replies"]:
-            reply = Reply(text=raw["text"], kind=raw["kind"], sender=raw["sender"], lang=raw["lang"],
-                          suggestions=tuple(Suggestion(**s) for s in raw["suggestions"]))
-            frame = push_frame(reply, at)
+            frame = push_frame(Reply.from_dict(raw), at)
             for ws in sockets:
                 await send_json(ws, frame)
 

@@ -526,16 +526,7 @@ def encode_replies(replies: list[Reply]) -> str:
 
 
 def decode_replies(raw: str) -> list[Reply]:
-    return [
-        Reply(
-            text=r["text"],
-            kind=r["kind"],
-            suggestions=tuple(Suggestion(**s) for s in r["suggestions"]),
-            sender=r["sender"],
-            lang=r["lang"],
-        )
-        for r in jsoncodec.loads(raw)
-    ]
+    return [Reply.from_dict(r) for r in jsoncodec.loads(raw)]
 
 
 def transcript_item(e: Event) -> dict[str, Any] | None:

@@ -72,6 +72,12 @@ class Reply:
         return {"text": self.text, "kind": self.kind, "suggestions": [s.to_dict() for s in self.suggestions],
                 "sender": self.sender, "lang": self.lang}
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Reply:
+        """Back from to_dict (dedup results kept for retries, pushes on the bus)."""
+        return cls(text=raw["text"], kind=raw["kind"], sender=raw["sender"], lang=raw["lang"],
+                   suggestions=tuple(Suggestion(**s) for s in raw["suggestions"]))
+
 
 @dataclass(frozen=True)
 class Event:

@@ -179,10 +179,6 @@ def _describe(client: Redis) -> str:
     return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
-def _json(value: Any) -> str:
-    return jsoncodec.dumps(value)
-
-
 def _score(value: float) -> str:
     """A float exactly as Lua's tonumber and Redis scores read it back."""
     return repr(float(value))
@@ -335,7 +331,7 @@ class RedisStore:
         """One script (_APPEND): seq numbers never collide, and what rides along costs no round trip."""
         if not events:
             return []
-        encoded = [_json({"type": e.type, "at": e.at.isoformat(), "data": e.data}) for e in events]
+        encoded = [jsoncodec.dumps({"type": e.type, "at": e.at.isoformat(), "data": e.data}) for e in events]
         log = f"{self._p}log:{conversation_id}"
         keys = [log, f"{self._p}convs", log, log]
         args: list[str | int] = [conversation_id, _score(events[-1].at.timestamp()), len(encoded), *encoded]
@@ -411,7 +407,7 @@ class RedisStore:
         # Like SQLite's INSERT OR REPLACE, a rewritten ticket moves to the end of the listing.
         ticket_id, conversation_id = str(ticket["id"]), str(ticket.get("conversation_id", ""))
         await self._ticket_put(keys=[f"{self._p}ticket:{ticket_id}", f"{self._p}tickets", f"{self._p}ticket-seq"],
-                               args=[ticket_id, conversation_id, self._p, _json(ticket)])
+                               args=[ticket_id, conversation_id, self._p, jsoncodec.dumps(ticket)])
 
     @_surfaced
     async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
@@ -451,7 +447,7 @@ class RedisStore:
     @_surfaced
     async def job_put(self, job: dict[str, Any]) -> None:
         job_id, status, conversation_id = str(job["id"]), str(job["status"]), str(job["conversation_id"])
-        fields = [part for key, value in job.items() for part in (key, _json(value))]
+        fields = [part for key, value in job.items() for part in (key, jsoncodec.dumps(value))]
         await self._job_put(keys=[f"{self._p}job:{job_id}", f"{self._p}jobs"],
                             args=[job_id, self._p, status, conversation_id, _score(job["due_at"]), *fields])
 
@@ -471,10 +467,10 @@ class RedisStore:
             raise ValueError("a job keeps its id and its conversation")
         changes = {**fields, "status": to_status}
         due = _score(changes["due_at"]) if "due_at" in changes else ""
-        flat = [part for key, value in changes.items() for part in (key, _json(value))]
+        flat = [part for key, value in changes.items() for part in (key, jsoncodec.dumps(value))]
         keys = [f"{self._p}job:{job_id}", f"{self._p}jobs", f"{self._p}jobs-by-status:{from_status}",
                 f"{self._p}jobs-by-status:{to_status}"]
-        return bool(await self._job_transition(keys=keys, args=[job_id, self._p, _json(from_status), to_status,
+        return bool(await self._job_transition(keys=keys, args=[job_id, self._p, jsoncodec.dumps(from_status), to_status,
                                                                  due, *flat]))
 
     @_surfaced
@@ -509,7 +505,7 @@ class RedisStore:
     async def record_put(self, kind: str, key: str, value: dict[str, Any], *,
                          expected_version: int | None = None) -> int:
         expected = "" if expected_version is None else str(expected_version)
-        ok, version = await self._record_put(keys=[f"{self._p}rec:{kind}"], args=[key, expected, _json(value)])
+        ok, version = await self._record_put(keys=[f"{self._p}rec:{kind}"], args=[key, expected, jsoncodec.dumps(value)])
         if not ok:
             raise ConflictError(f"{kind} {key}: version {version} is newer than {expected_version}")
         return int(version)
@@ -529,7 +525,7 @@ class RedisStore:
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self._published += 1
         message = {"origin": self._origin, "n": self._published, "topic": topic, "payload": payload}
-        await self._client.publish(self._channel, _json(message))
+        await self._client.publish(self._channel, jsoncodec.dumps(message))
 
     def subscribe(self) -> BusSubscription:
         """Registered before returning: the listener has been subscribed since `start`, so everything
