@@ -190,6 +190,12 @@ class SqliteStore:
         else:
             group.set_result(None)
 
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One write, returned once committed (inside batch(), at once)."""
+        cursor = self._write(sql, args)
+        await self._committed()
+        return cursor
+
     async def _committed(self) -> None:
         """Return once this loop turn's writes are on disk, or leave that to the enclosing batch()."""
         group = self._group
@@ -211,7 +217,6 @@ class SqliteStore:
             yield
         finally:
             self._batch.reset(token)
-            batch.task = None
         for group in batch.groups:
             await asyncio.shield(group)
 
@@ -280,34 +285,28 @@ class SqliteStore:
         return row[0] if row else None
 
     async def cache_set(self, key: str, value: str, ttl_seconds: float) -> None:
-        self._write("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl_seconds))
-        await self._committed()
+        await self._execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl_seconds))
 
     async def cache_add(self, key: str, value: str, ttl_seconds: float) -> bool:
         now = self._now()
-        cur = self._write(
+        cur = await self._execute(
             "INSERT INTO cache VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
             "SET value = excluded.value, expires_at = excluded.expires_at WHERE cache.expires_at <= ?",
             (key, value, now + ttl_seconds, now),
         )
-        await self._committed()
         return cur.rowcount == 1
 
     async def cache_delete(self, key: str) -> None:
-        self._write("DELETE FROM cache WHERE key = ?", (key,))
-        await self._committed()
+        await self._execute("DELETE FROM cache WHERE key = ?", (key,))
 
     async def cache_release(self, key: str, value: str) -> bool:
-        released = self._write("DELETE FROM cache WHERE key = ? AND value = ?", (key, value)).rowcount > 0
-        await self._committed()
-        return released
+        return (await self._execute("DELETE FROM cache WHERE key = ? AND value = ?", (key, value))).rowcount > 0
 
     async def put_ticket(self, ticket: dict[str, Any]) -> None:
-        self._write(
+        await self._execute(
             "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",
             (ticket["id"], ticket.get("conversation_id", ""), jsoncodec.dumps(ticket)),
         )
-        await self._committed()
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
@@ -323,25 +322,21 @@ class SqliteStore:
         return [jsoncodec.loads(r[0]) for r in rows]
 
     async def queue_put(self, conversation_id: str, rank: float) -> None:
-        self._write("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
-        await self._committed()
+        await self._execute("INSERT OR REPLACE INTO queue VALUES (?, ?)", (conversation_id, rank))
 
     async def queue_take(self, conversation_id: str) -> bool:
-        taken = self._write("DELETE FROM queue WHERE conversation_id = ?", (conversation_id,)).rowcount == 1
-        await self._committed()
-        return taken
+        return (await self._execute("DELETE FROM queue WHERE conversation_id = ?", (conversation_id,))).rowcount == 1
 
     async def queue_items(self) -> list[tuple[str, float]]:
         rows = self._db.execute("SELECT conversation_id, rank FROM queue ORDER BY rank, conversation_id")
         return [(r[0], r[1]) for r in rows]
 
     async def job_put(self, job: dict[str, Any]) -> None:
-        self._write(
+        await self._execute(
             "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)",
             (job["id"], job["conversation_id"], job["status"], float(job["due_at"]),
              jsoncodec.dumps(job)),
         )
-        await self._committed()
 
     async def job_get(self, job_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -359,11 +354,10 @@ class SqliteStore:
         if job is None or job["status"] != from_status:
             return False
         job.update(fields, status=to_status)
-        cur = self._write(
+        cur = await self._execute(
             "UPDATE jobs SET status = ?, due_at = ?, data = ? WHERE id = ? AND status = ?",
             (to_status, float(job["due_at"]), jsoncodec.dumps(job), job_id, from_status),
         )
-        await self._committed()
         return cur.rowcount == 1
 
     async def jobs(self, *, conversation_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -390,13 +384,11 @@ class SqliteStore:
             raise ConflictError(f"{kind} {key}: version {current} is newer than {expected_version}")
         version = current + 1
         data = jsoncodec.dumps({**value, "version": version})
-        self._write("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
-        await self._committed()
+        await self._execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, key, version, data))
         return version
 
     async def record_delete(self, kind: str, key: str) -> None:
-        self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
-        await self._committed()
+        await self._execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         await self._bus.publish(topic, payload)
