@@ -33,7 +33,6 @@ class ReplyRenderer:
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
-            auto_reload=False,  # templates are read once; checking their mtime cost a stat per reply
         )
         self._tables: dict[tuple[str, str], dict[str, str]] = {}
         self._templates: dict[tuple[str, str], tuple[jinja2.Template, frozenset[str]]] = {}
@@ -57,15 +56,20 @@ class ReplyRenderer:
         return text
 
     def _template(self, name: str, lang: str) -> tuple[jinja2.Template, frozenset[str]]:
+        """The compiled template and the names it reads, from one read and one parse of its file."""
         found = self._templates.get((name, lang))
         if found is None:
+            env, loader = self._env, self._env.loader
+            assert loader is not None
+            path = f"{lang}/{name}.j2"
             try:
-                template = self._env.get_template(f"{lang}/{name}.j2")
+                source, filename, _ = loader.get_source(env, path)
             except jinja2.TemplateNotFound:
-                template = self._env.get_template(f"{self._default_lang}/{name}.j2")
-            source = (self._dir / str(template.name)).read_text(encoding="utf-8")
-            used = frozenset(jinja2.meta.find_undeclared_variables(self._env.parse(source)))
-            found = self._templates[(name, lang)] = (template, used)
+                path = f"{self._default_lang}/{name}.j2"
+                source, filename, _ = loader.get_source(env, path)
+            tree = env.parse(source, path, filename)
+            template = env.template_class.from_code(env, env.compile(tree, path, filename), env.make_globals(None))
+            found = self._templates[(name, lang)] = (template, frozenset(jinja2.meta.find_undeclared_variables(tree)))
         return found
 
     def strings(self, page: str, lang: str) -> dict[str, str]:
