@@ -215,7 +215,8 @@ class ConversationEngine:
                 return Outcome(decode_replies(cached), duplicate=True)
             await asyncio.sleep(DEDUP_POLL)
             waited += DEDUP_POLL
-        # Stored but its replies not cached (the worker died just after): a repeat, nothing lost.
+        # Stored, but its kept replies are gone (evicted by Redis under memory pressure, or stored by a version
+        # that kept them in a separate write): a repeat, nothing lost.
         if any(e.type == ev.CUSTOMER_MESSAGE and e.data.get("channel_msg_id") == msg_id
                for e in await self._store.events(conv)):
             return Outcome([], duplicate=True)

@@ -482,14 +482,21 @@ async def test_slow_answer_is_success_then_pushed_once_by_api(make_harness: Make
     assert len(await wx.events("o-slow", "customer_message")) == 1
 
 
-async def test_a_late_answer_survives_wechat_being_busy_and_arrives_once(make_harness: MakeHarness) -> None:
+async def late_answer_while_wechat_is_busy(make_harness: MakeHarness, openid: str, msg_id: int,
+                                           busy_times: int) -> Harness:
+    """A question answered after the deadline (so by API), while WeChat answers "system busy" `busy_times`."""
     wx = await make_harness(deadline=0.5)
     wx.app[appkeys.WECHAT].retry_pauses = (0.05, 0.05)
     wx.store.gate = asyncio.Event()
-    assert (await wx.say("o-busy-late", "保修多久", 4051)).body == "success"
-    wx.fake.fail_next(-1, "system busy", times=2)
+    assert (await wx.say(openid, "保修多久", msg_id)).body == "success"
+    wx.fake.fail_next(-1, "system busy", times=busy_times)
     wx.store.gate.set()
     await wx.settle()
+    return wx
+
+
+async def test_a_late_answer_survives_wechat_being_busy_and_arrives_once(make_harness: MakeHarness) -> None:
+    wx = await late_answer_while_wechat_is_busy(make_harness, "o-busy-late", 4051, busy_times=2)
     [pushed] = wx.pushed("o-busy-late")
     assert "【3年质保】" in pushed
     assert wx.fake.send_attempts == 3
@@ -497,13 +504,7 @@ async def test_a_late_answer_survives_wechat_being_busy_and_arrives_once(make_ha
 
 async def test_a_late_answer_wechat_keeps_refusing_is_marked_undelivered_for_the_agents(
         make_harness: MakeHarness) -> None:
-    wx = await make_harness(deadline=0.5)
-    wx.app[appkeys.WECHAT].retry_pauses = (0.05, 0.05)
-    wx.store.gate = asyncio.Event()
-    assert (await wx.say("o-never", "保修多久", 4061)).body == "success"
-    wx.fake.fail_next(-1, "system busy", times=3)
-    wx.store.gate.set()
-    await wx.settle()
+    wx = await late_answer_while_wechat_is_busy(make_harness, "o-never", 4061, busy_times=3)
     assert wx.pushed("o-never") == [] and wx.fake.send_attempts == 3
     types = [e.type for e in await wx.events("o-never")]
     assert types.index("delivery_failed") > types.index("bot_reply")
