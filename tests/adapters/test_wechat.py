@@ -666,15 +666,22 @@ async def test_followup_after_48_hours_is_not_sent_and_marked(wx: Harness) -> No
     assert wx.pushed() == [] and wx.fake.send_attempts == 0
 
 
+async def ticket_update_run_now(wx: Harness, openid: str, ticket_id: str) -> dict[str, Any]:
+    """A ticket-update follow-up for the customer, due now, run once; the job as stored after the run."""
+    followups = wx.app[appkeys.ENGINE].followups
+    job = await followups.schedule("ticket_update", f"{CHANNEL}:{openid}", wx.clock.now(),
+                                   data={"ticket_id": ticket_id, "status": "done"})
+    await followups.run_job(job["id"])
+    stored = await wx.store.job_get(job["id"])
+    assert stored is not None
+    return stored
+
+
 async def test_wechat_45015_marks_the_followup_undeliverable_instead_of_retrying(wx: Harness) -> None:
     await wx.say("o-closed", "再见", 7101)
     # Our log says the customer wrote recently, but WeChat's window is closed (e.g. it counts differently).
     wx.fake.customer_wrote("o-closed", at=wx.now() - 49 * 3600)
-    followups = wx.app[appkeys.ENGINE].followups
-    job = await followups.schedule("ticket_update", f"{CHANNEL}:o-closed", wx.clock.now(),
-                                   data={"ticket_id": "T2", "status": "done"})
-    await followups.run_job(job["id"])
-    stored = await wx.store.job_get(job["id"])
+    stored = await ticket_update_run_now(wx, "o-closed", "T2")
     assert stored["status"] == "skipped" and stored["attempts"] == 0
     assert [e.data["reason"] for e in await wx.events("o-closed", "followup_skipped")] == ["outside_48h_window"]
     assert wx.fake.send_attempts == 1 and wx.pushed() == []
@@ -684,14 +691,10 @@ async def test_wechat_45015_marks_the_followup_undeliverable_instead_of_retrying
 async def test_transient_api_failure_leaves_the_followup_for_a_retry(wx: Harness) -> None:
     await wx.say("o-busy", "再见", 7201)
     wx.fake.fail_next(-1, "system busy")
-    followups = wx.app[appkeys.ENGINE].followups
-    job = await followups.schedule("ticket_update", f"{CHANNEL}:o-busy", wx.clock.now(),
-                                   data={"ticket_id": "T3", "status": "done"})
-    await followups.run_job(job["id"])
-    stored = await wx.store.job_get(job["id"])
+    stored = await ticket_update_run_now(wx, "o-busy", "T3")
     assert stored["status"] == "pending" and stored["attempts"] == 1
     wx.clock.advance(minutes=3)
-    assert await followups.run_due() == 1
+    assert await wx.app[appkeys.ENGINE].followups.run_due() == 1
     assert len(wx.pushed("o-busy")) == 1
 
 
