@@ -42,6 +42,17 @@ def test_log_lines_are_json_and_masked() -> None:
     assert line["msg"] == "customer 138****5678, ID 1101**********1234"
 
 
+def test_structured_log_fields_are_masked_too() -> None:
+    import json
+
+    record = logging.getLogger("aiohttp.access").makeRecord(
+        "aiohttp.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None,
+        extra={"fields": {"path": "/orders/13812345678", "status": 200, "level": "spoofed"}})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["path"] == "/orders/138****5678" and line["status"] == 200
+    assert line["level"] == "info"  # a field never overwrites the line's own keys
+
+
 def _luhn_completed(body: str) -> str:
     """`body` plus the check digit that makes it pass the Luhn check."""
     for check in "0123456789":
