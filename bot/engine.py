@@ -170,10 +170,8 @@ class ConversationEngine:
 
     async def _receive(self, msg: IncomingMessage, conv: str, dedup_key: str | None) -> Outcome:
         async with self._store.batch():  # one commit for the whole turn, before anyone hears of it
-            if dedup_key and not await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
-                earlier = await self._earlier_result(conv, dedup_key, msg.channel_msg_id)
-                if earlier is not None:
-                    return earlier
+            if dedup_key and (earlier := await self._processed_before(conv, dedup_key, msg.channel_msg_id)):
+                return earlier
             try:
                 async with self._locks.hold(conv) as lease:
                     state = await self._states.get(conv)
@@ -193,7 +191,7 @@ class ConversationEngine:
                         after = fold(stored, state)
                         self._states.put(conv, after)
             except BaseException:
-                if dedup_key:  # nothing was stored: let the channel's retry process the message
+                if dedup_key and self._store.shared:  # nothing was stored: let the channel's retry process it
                     await self._store.cache_delete(f"claim:{dedup_key}")
                 raise
             await self.followups.react(conv, state, after, stored)
@@ -204,6 +202,18 @@ class ConversationEngine:
         if after.status in ("queued", "agent") or state.status in ("queued", "agent"):
             await self.desk.publish_events(conv, stored)
         return Outcome(turn.replies, duplicate=False)
+
+    async def _processed_before(self, conv: str, dedup_key: str, msg_id: str | None) -> Outcome | None:
+        """The first delivery's outcome when this message is a repeat; None when this call processes it.
+
+        A store of this process alone needs no claim: `receive` already makes a retry wait for the delivery
+        still running here, and a finished one left its replies with the message, in the same write."""
+        if not self._store.shared:
+            cached = await self._store.cache_get(dedup_key)
+            return None if cached is None else Outcome(decode_replies(cached), duplicate=True)
+        if await self._store.cache_add(f"claim:{dedup_key}", "1", self._dedup_ttl):
+            return None
+        return await self._earlier_result(conv, dedup_key, msg_id)
 
     async def _earlier_result(self, conv: str, dedup_key: str, msg_id: str | None) -> Outcome | None:
         """The first delivery's result; None when its worker died between claiming and storing the message
