@@ -132,6 +132,8 @@ class SqliteStore:
         try:
             db.execute("PRAGMA busy_timeout=5000")
             while not self._stop.wait(CHECKPOINT_SECONDS):
+                if self._restart.is_set():
+                    continue  # the loop starts the WAL over before its next write: a checkpoint here would block it
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
@@ -147,11 +149,12 @@ class SqliteStore:
         read searched a longer WAL index. A RESTART checkpoint between two write groups copies the few frames
         the thread has not (and syncs: a millisecond or two, once per WAL_RESTART_BYTES written), so the next
         write starts the WAL over, cut back to that size."""
-        self._restart.clear()
         try:
-            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
         except sqlite3.Error:
-            pass  # busy: the thread asks again after its next round
+            busy = 1
+        if not busy:  # else tried again before the next write group
+            self._restart.clear()
 
     def _now(self) -> float:
         return self._clock.now().timestamp()

@@ -163,8 +163,10 @@ async def test_sqlite_wal_starts_over_under_steady_writes(clock: FakeClock, tmp_
         if n % 100 == 99:
             sizes.append(wal.stat().st_size)
     await store.close()
-    assert max(sizes[len(sizes) // 2:]) < 8 * 1024 * 1024, sizes
-    assert any(later < earlier for earlier, later in zip(sizes, sizes[1:])), sizes  # it started over
+    # Unbounded, 3000 such writes leave a WAL of ~54 MB. How far past 512 KB it gets before starting over
+    # depends on how fast the disk syncs (a checkpoint in progress delays the restart): measured 2-9 MB.
+    assert sum(later < earlier for earlier, later in zip(sizes, sizes[1:])) >= 2, sizes  # it started over
+    assert max(sizes) < 24 * 1024 * 1024, sizes
 
 
 async def test_sqlite_writes_are_on_disk_when_they_return(clock: FakeClock, tmp_path: Path) -> None:
