@@ -93,8 +93,8 @@ class KnowledgeSettings:
 
 @dataclass(frozen=True)
 class MatcherSettings:
-    answer_threshold: float = 0.5
-    clarify_threshold: float = 0.35
+    answer_threshold: float = 0.55
+    clarify_threshold: float = 0.4
     margin: float = 0.1
 
     def validate(self, key: str) -> None:

@@ -12,6 +12,10 @@ Plain fuzzy string scores saturate and tie on whole sentences, so the matcher wo
    that this entry covers", a 0..1 confidence that means the same for any knowledge base and language.
 3. Re-ranking of the short list with rapidfuzz's edit similarity to the entry's closest phrasings
    (typos, near-verbatim questions).
+4. Meaning (bot.semantic): the entries whose phrasings a sentence encoder places closest to the question
+   join the short list, and every candidate's final score is half the lexical score above, half that
+   cosine. Words catch typos and exact product terms; meaning catches paraphrases that share no words
+   (measured: top-1 +3.5 to +8 points on every evaluation set, answered precision up on all of them).
 
 The decision favours precision: answer only a clear winner, clarify when two entries are close, fall back
 when nothing covers the question. Statistics are kept per language and updated entry by entry, so an
@@ -33,6 +37,7 @@ from rapidfuzz import fuzz
 
 from bot.models import Decision, FaqEntry
 from bot.normalize import Normalizer
+from bot.semantic import Encoder, MeaningIndex, Vectors, shared_encoder
 
 WORDS, CHARS = 0, 1
 # Word vs character channel. Words written with spaces carry most of the meaning (characters catch the
@@ -42,6 +47,9 @@ _CHANNEL_WEIGHT = {"spaced": (0.65, 0.35), "han": (0.25, 0.75)}
 _K1, _B = 1.2, 0.75
 _ENTRY_WEIGHT = 0.6  # share of the whole-entry score against the best single phrasing
 _FUZZ_WEIGHT = 0.2
+_MEANING_WEIGHT = 0.5  # share of the sentence encoder's cosine in the final score, the rest lexical
+_MEANING_POOL = 8  # entries closest in meaning, scored with the lexical short list
+_MEANING_SCAN_LIMIT = 20_000  # phrasings of a language scanned for each question (~2 ms); past it, the short list only
 _POOL = 12  # candidates scored exactly as whole entries
 _PHRASING_POOL = 8  # of those, the best also scored phrasing by phrasing and re-ranked with rapidfuzz
 _FUZZ_PHRASINGS = 3
@@ -75,12 +83,14 @@ class Candidate:
 class Thresholds:
     """Answer at `answer` or above when the runner-up trails by `margin`; clarify from `clarify` up.
 
-    The defaults were tuned on one half of the shared evaluation cases and checked on the other: on the
-    English sets they give over 90% precision with under 5% of out-of-domain questions answered.
+    The defaults were chosen on the shared evaluation cases and the sample shop's questions, checked on each
+    half: over 94% precision on the English sets and the shop, under 3% of out-of-domain questions answered;
+    clarifying from 0.4 offers suggestions for about as many out-of-domain questions as the lexical-only
+    matcher did, and falls back on half as many answerable ones.
     """
 
-    answer: float = 0.5
-    clarify: float = 0.35
+    answer: float = 0.55
+    clarify: float = 0.4
     margin: float = 0.1
 
 
@@ -216,6 +226,7 @@ class _Indexed:
     phrasings: tuple[_Phrasing, ...]
     terms: Terms
     lengths: tuple[int, int]
+    vectors: Vectors  # one row per phrasing
 
 
 class _Part:
@@ -226,9 +237,11 @@ class _Part:
         self.phrasing_level = _Level()
         self.entry_level = _Level()
         self.postings: dict[str, dict[str, float]] = {}
+        self.meanings = MeaningIndex()
 
     def add(self, item: _Indexed) -> None:
         self.entries[item.entry.id] = item
+        self.meanings.add(item.entry.id, item.vectors)
         for p in item.phrasings:
             self.phrasing_level.add(p.terms, p.lengths)
         self.entry_level.add(item.terms, item.lengths)
@@ -238,6 +251,7 @@ class _Part:
 
     def remove(self, entry_id: str) -> None:
         item = self.entries.pop(entry_id)
+        self.meanings.remove(entry_id)
         for p in item.phrasings:
             self.phrasing_level.add(p.terms, p.lengths, -1)
         self.entry_level.add(item.terms, item.lengths, -1)
@@ -268,33 +282,44 @@ class _Part:
                 partial[entry_id] = get(entry_id, 0.0) + weight * saturation
         return [entry_id for entry_id, _ in heapq.nlargest(_POOL, partial.items(), key=itemgetter(1, 0))]
 
-    def rank(self, text: str, query: Terms) -> list[Candidate]:
+    def rank(self, text: str, query: Terms, meaning: Vectors) -> list[Candidate]:
+        """The lexical short list and the entries closest in meaning, each scored both ways."""
         entry_scorer = _Scorer(self.entry_level, query)
         phrasing_scorer = _Scorer(self.phrasing_level, query)
-        wholes = []
+        wholes = {}
         for entry_id in self.shortlist(entry_scorer):
             item = self.entries[entry_id]
-            wholes.append((entry_scorer.score(item.terms, item.lengths), entry_id))
-        wholes.sort(key=lambda w: (-w[0], w[1]))
+            wholes[entry_id] = entry_scorer.score(item.terms, item.lengths)
+        # The rest of the lexical short list almost never reaches the top 3.
+        pool = sorted(wholes, key=lambda e: (-wholes[e], e))[:_PHRASING_POOL]
+        if len(self.meanings) <= _MEANING_SCAN_LIMIT:
+            similar = self.meanings.compare(meaning)
+            pool += similar.closest(_MEANING_POOL)
+        else:  # past this, scanning every vector would cost more than the rest of the match (memory bound)
+            similar = self.meanings.compare(meaning, only=pool)
         found = []
-        for whole, entry_id in wholes[:_PHRASING_POOL]:  # the rest almost never reach the top 3
+        for entry_id in dict.fromkeys(pool):
             item = self.entries[entry_id]
+            whole = wholes[entry_id] if entry_id in wholes else entry_scorer.score(item.terms, item.lengths)
             scored = sorted(((phrasing_scorer.score(p.terms, p.lengths), i) for i, p in enumerate(item.phrasings)),
                             key=lambda si: (-si[0], si[1]))  # ties: the phrasing listed first
             best = scored[0][0]
             each = [item.phrasings[i] for _, i in scored]
-            found.append(_rerank(text, entry_id, (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole, each))
+            lexical, phrasing = _rerank(text, (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole, each)
+            score = (1.0 - _MEANING_WEIGHT) * lexical + _MEANING_WEIGHT * similar.of(entry_id)
+            found.append(Candidate(entry_id, _clip(score), phrasing))
         return found
 
 
-def _rerank(text: str, entry_id: str, score: float, each: list[_Phrasing]) -> Candidate:
-    """Blend in rapidfuzz's edit similarity to the entry's closest phrasings (typos, near-verbatim text)."""
+def _rerank(text: str, score: float, each: list[_Phrasing]) -> tuple[float, str]:
+    """Blend in rapidfuzz's edit similarity to the entry's closest phrasings (typos, near-verbatim text);
+    the score and the phrasing closest to the question."""
     closest, best = each[0], -1.0
     for phrasing in each[:_FUZZ_PHRASINGS]:
         similarity = fuzz.ratio(text, phrasing.text) / 100.0
         if similarity > best:
             closest, best = phrasing, similarity
-    return Candidate(entry_id, _clip((1.0 - _FUZZ_WEIGHT) * score + _FUZZ_WEIGHT * best), closest.raw)
+    return _clip((1.0 - _FUZZ_WEIGHT) * score + _FUZZ_WEIGHT * best), closest.raw
 
 
 def _clip(score: float) -> float:
@@ -305,9 +330,10 @@ class Matcher:
     """Finds the FAQ entries a question asks for; pure, deterministic, updated one entry at a time."""
 
     def __init__(self, entries: Iterable[FaqEntry], normalizer: Normalizer,
-                 thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, encoder: Encoder | None = None) -> None:
         self.normalizer = normalizer
         self.thresholds = thresholds
+        self.encoder = encoder or shared_encoder()
         self._parts: dict[str, _Part] = {}
         # Customers ask the same few questions word for word all day; any KB change empties it.
         self._recent: OrderedDict[tuple[str, str | None], MatchResult] = OrderedDict()
@@ -335,7 +361,7 @@ class Matcher:
         whole: Terms = Counter()
         for p in phrasings.values():
             whole.update(p.terms)
-        item = _Indexed(entry, tuple(phrasings.values()), whole, _lengths(whole))
+        item = _Indexed(entry, tuple(phrasings.values()), whole, _lengths(whole), self.encoder.encode(list(phrasings)))
         self._parts.setdefault(entry.lang, _Part()).add(item)
         self._lang_of[entry.id] = entry.lang
 
@@ -353,7 +379,8 @@ class Matcher:
         if k <= 0 or not query:
             return []
         parts = [self._parts[lang]] if lang in self._parts and self._parts[lang].entries else self._parts.values()
-        found = [c for part in parts for c in part.rank(normalised, query)]
+        meaning = self.encoder.encode([normalised])[0]
+        found = [c for part in parts for c in part.rank(normalised, query, meaning)]
         found.sort(key=lambda c: (-c.score, c.entry_id))
         return found[:k]
 

@@ -1,0 +1,75 @@
+"""Meaning as vectors: the encoder, the index, and the paraphrases words alone get wrong."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from bot.matcher import Matcher
+from bot.normalize import Normalizer
+from bot.semantic import Encoder, MeaningIndex, shared_encoder
+from tests.bot.test_matcher import en, zh
+
+KB = (en("track", "where is my package"), en("refund", "when do i get my money back"),
+      en("password", "how do i reset my password"), en("invoice", "can i get an invoice"),
+      zh("zh-track", "我的快递到哪了"), zh("zh-refund", "退款多久到账"), zh("zh-repair", "商品坏了怎么保修"),
+      zh("zh-invoice", "怎么开发票"))
+
+
+@pytest.fixture(scope="module")
+def matcher() -> Matcher:
+    return Matcher(KB, Normalizer())
+
+
+@pytest.mark.parametrize(("question", "lang", "expected"), [
+    ("the shipment has not come yet", "en", "track"),  # no word in common with "where is my package"
+    ("I forgot my login credentials", "en", "password"),
+    ("包裹还没送到", "zh", "zh-track"),  # shares no character bigram with 我的快递到哪了
+    ("包裹還沒送到", "zh", "zh-track"),  # the same in traditional characters
+    ("钱什么时候退回来", "zh", "zh-refund"),
+])
+def test_a_paraphrase_sharing_no_words_finds_its_entry(matcher: Matcher, question: str, lang: str,
+                                                       expected: str) -> None:
+    assert matcher.rank(question, lang=lang, k=1)[0].entry_id == expected
+
+
+def test_vectors_are_unit_length_and_the_same_for_the_same_text() -> None:
+    encoder = shared_encoder()
+    a, b, empty = encoder.encode(["怎么开发票", "怎么开发票", ""])
+    assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-5)
+    assert np.array_equal(a, b)
+    assert not empty.any()  # an empty text is similar to nothing
+
+
+def test_related_texts_are_closer_than_unrelated_ones() -> None:
+    question, near, far = shared_encoder().encode(["my parcel never arrived", "where is my package",
+                                                   "how do i reset my password"])
+    assert float(question @ near) > float(question @ far) + 0.1
+
+
+def test_the_encoder_keeps_only_so_many_texts() -> None:
+    encoder = Encoder(keep=2)
+    first = encoder.encode(["one", "two", "three"])
+    assert len(encoder._kept) == 2
+    assert np.array_equal(encoder.encode(["one"])[0], first[0])  # encoded again, to the same vector
+
+
+def test_a_draft_copy_of_a_matcher_shares_the_model(matcher: Matcher) -> None:
+    assert copy.deepcopy(matcher).encoder is matcher.encoder
+
+
+def test_the_index_compares_with_all_entries_or_only_those_named() -> None:
+    index = MeaningIndex()
+    vectors = shared_encoder().encode(["where is my package", "track my order", "reset my password"])
+    index.add("track", vectors[:2])
+    index.add("password", vectors[2:])
+    assert len(index) == 3
+    query = shared_encoder().encode(["where is my parcel"])[0]
+    every = index.compare(query)
+    assert every.closest(1) == ["track"] and every.closest(5) == ["track", "password"]
+    assert index.compare(query, only=["password"]).of("password") == pytest.approx(every.of("password"))
+    index.remove("track")
+    index.remove("track")  # unknown: no error
+    assert len(index) == 1 and index.compare(query).closest(5) == ["password"]
