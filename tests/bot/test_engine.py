@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,22 @@ async def test_a_retry_on_the_worker_still_running_the_first_delivery_waits_howe
     assert [r.text for r in repeat.replies] == [r.text for r in original.replies] != []
     assert [e.type for e in await store.events("web:c1")].count("customer_message") == 1
     await store.close()
+
+
+async def test_a_new_question_is_encoded_off_the_event_loop(small: ConversationEngine, clock: FakeClock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sentence encoder's ~2 ms per new question must not hold up every other conversation."""
+    encoder = small.matcher.encoder
+    encode_new = encoder._encode_new
+    threads: list[int] = []
+
+    def watched(texts: list[str]) -> Any:
+        threads.append(threading.get_ident())
+        return encode_new(texts)
+
+    monkeypatch.setattr(encoder, "_encode_new", watched)
+    question = "发票这个东西到底要在哪里才能申请得到呢"  # asked nowhere else: never encoded in this process
+    assert "申请发票" in await ask(small, clock, question)
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    await ask(small, clock, question, customer="c2")
+    assert len(threads) == 1  # the second time, neither the model nor a thread
