@@ -205,14 +205,14 @@ class WechatChannel:
     async def _answer(self, msg: WechatMessage, incoming: IncomingMessage, encrypted: bool) -> web.Response:
         """Run the engine under the deadline; whatever it has not finished by then goes out by API."""
         task = self._spawn(self._engine().receive(incoming))
-        try:
-            # shield: the deadline ends our wait, never the engine's work on a message it has claimed.
-            outcome = await asyncio.wait_for(asyncio.shield(task), self._conf.reply_deadline_seconds)
-        except TimeoutError:
+        # The deadline ends our wait, never the engine's work on a message it has claimed (wait cancels nothing).
+        if not (await asyncio.wait((task,), timeout=self._conf.reply_deadline_seconds))[0]:
             logger.info("wechat answer for %s not ready in %.1f s: answering by API",
                         mask_id(msg.from_user), self._conf.reply_deadline_seconds)
             self._spawn(self._push_when_done(task, incoming))
             return _success()
+        try:
+            outcome = task.result()
         except StoreError:
             raise  # → 503: Tencent retries, and the engine released its claim on the message
         except Exception:
