@@ -51,10 +51,14 @@ async def load_or_seed(store: ConversationStore, seed: Sequence[FaqEntry], clock
     workers starting together: each entry is created with expected_version=0).
 
     A "seed" marker is written before the first entry and marked done after the last, so a worker that
-    starts while another is seeding finishes the seed with it instead of loading half the FAQ."""
-    records = await store.records(KIND)  # read before the marker: entries exist only after it was written
+    starts while another is seeding finishes the seed with it instead of loading half the FAQ. Read in that
+    order too: a marker found done means the entries read after it are whole (read the other way round, a
+    seed finishing in between left a worker with 175 of 178 entries)."""
     marker = await store.record_get(SEED_KIND, "seed")
-    if not records or (marker is not None and not marker.get("done")):
+    records = await store.records(KIND)
+    # Entries without any marker: a store seeded before markers existed, unless a seed began in between.
+    legacy = bool(records) and marker is None and await store.record_get(SEED_KIND, "seed") is None
+    if not legacy and not (marker is not None and marker.get("done")):
         if marker is None:
             try:
                 await store.record_put(SEED_KIND, "seed", {"done": False}, expected_version=0)
