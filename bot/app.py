@@ -27,12 +27,15 @@ from bot.kbadmin import KB_TOPIC, FaqAdmin, load_or_seed
 from bot.knowledge import KnowledgeBase, load_dir
 from bot.retention import purge_closed
 from bot.scheduler import JobScheduler
+from bot.semantic import shared_encoder
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.storage.base import BUS_RESUMED, ConversationStore, StoreError, Subscription
 from bot.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
+
+VECTORS_FILE = "sentence-vectors.npz"  # in [server] data_dir
 
 
 async def open_store(settings: Settings, clock: Clock) -> ConversationStore:
@@ -98,11 +101,23 @@ def create_app(
         if wechat is not None:
             outboxes["wechat"] = wechat
         delivery = Delivery(outboxes)
+        # The KB's sentence vectors from the last run: encoding every phrasing again takes ~2 ms each.
+        vectors = settings.path(settings.server.data_dir) / VECTORS_FILE
+        saved = shared_encoder().load(vectors)
         engine = build_engine(settings, store_, clock, kb=kb, delivery=delivery)
         app[appkeys.ENGINE] = engine
         app[appkeys.FAQ] = FaqAdmin(store_, clock, engine, near_duplicate_score=settings.matcher.answer_threshold)
         logger.info("knowledge base loaded: %d entries", len(engine.matcher))
+
+        def save_vectors() -> None:
+            nonlocal saved
+            if (texts := set(engine.matcher.phrasing_texts())) != saved:
+                shared_encoder().save(vectors, sorted(texts))
+                saved = texts
+
+        save_vectors()
         yield
+        save_vectors()  # with the phrasings admins changed meanwhile
 
     async def kb_changed(payload: dict[str, Any]) -> None:
         await app[appkeys.FAQ].apply(str(payload["id"]))

@@ -345,6 +345,10 @@ class Matcher:
         """Number of entries that can be matched (enabled ones)."""
         return len(self._lang_of)
 
+    def phrasing_texts(self) -> list[str]:
+        """Every phrasing as the encoder sees it (normalised)."""
+        return [p.text for part in self._parts.values() for item in part.entries.values() for p in item.phrasings]
+
     def upsert(self, entry: FaqEntry) -> None:
         """Add or replace one entry; a disabled entry is taken out."""
         self.remove(entry.id)  # which also forgets the kept results

