@@ -11,6 +11,7 @@ does not encode every phrasing again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -113,11 +114,16 @@ class Encoder:
         with self._lock:
             kept = [t for t in dict.fromkeys(texts) if t in self._kept]
             vectors = np.stack([self._kept[t] for t in kept]) if kept else np.zeros((0, DIM), np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(partial, "wb") as f:
-            np.savez(f, model=np.str_(MODEL), texts=np.array(kept, dtype=np.str_), vectors=vectors)
-        os.replace(partial, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as f:
+                np.savez(f, model=np.str_(MODEL), texts=np.array(kept, dtype=np.str_), vectors=vectors)
+            os.replace(partial, path)
+        except OSError as exc:  # a full disk or a read-only folder costs the next start time, nothing else
+            logger.warning("sentence vectors not saved to %s: %s", path, exc)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
 
     def has(self, text: str) -> bool:
         """True when encoding `text` would not run the model."""

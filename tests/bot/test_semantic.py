@@ -113,3 +113,10 @@ def test_the_model_loads_ahead_of_the_first_text() -> None:
     assert model is not None
     encoder.encode(["第一个问题"])
     assert encoder._model is model
+
+
+def test_vectors_that_cannot_be_saved_cost_a_warning_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    shared_encoder().save(blocked / "vectors.npz", ["怎么开发票"])  # its folder cannot be made
+    assert "not saved" in caplog.text
