@@ -94,7 +94,7 @@ class KnowledgeSettings:
 @dataclass(frozen=True)
 class MatcherSettings:
     answer_threshold: float = 0.55
-    clarify_threshold: float = 0.4
+    clarify_threshold: float = 0.44
     margin: float = 0.1
 
     def validate(self, key: str) -> None:
