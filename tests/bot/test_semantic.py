@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,3 +125,28 @@ def test_vectors_that_cannot_be_saved_cost_a_warning_only(tmp_path: Path, caplog
     blocked.write_text("not a folder")
     shared_encoder().save(blocked / "vectors.npz", ["怎么开发票"])  # its folder cannot be made
     assert "not saved" in caplog.text
+
+
+def test_kept_texts_are_served_while_the_model_runs_for_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine encodes new questions in threads: a lookup from the event loop must not wait for that run."""
+    encoder = shared_encoder()
+    kept = encoder.encode(["怎么开发票"])[0]
+    running, release = threading.Event(), threading.Event()
+    encode_new = encoder._encode_new
+
+    def held(texts: list[str]) -> Any:
+        running.set()
+        release.wait(5)
+        return encode_new(texts)
+
+    monkeypatch.setattr(encoder, "_encode_new", held)
+    other = threading.Thread(target=encoder.encode, args=(["一个谁也没问过的新问题"],))
+    other.start()
+    try:
+        assert running.wait(5)
+        assert np.array_equal(encoder.encode(["怎么开发票"])[0], kept)
+        assert other.is_alive()  # the lookup above did not wait for the model run to end
+    finally:
+        release.set()
+        other.join(10)
+    assert encoder.has("一个谁也没问过的新问题")
