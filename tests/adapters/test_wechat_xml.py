@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.wechat_xml import (
+    _XML_INVALID,
     WechatMessage,
     WechatXmlError,
     build_encrypted_reply,
@@ -216,6 +217,14 @@ def test_text_reply_swaps_addresses_and_round_trips() -> None:
     msg = parse_message(reply.encode("utf-8"))
     assert (msg.to_user, msg.from_user, msg.create_time, msg.msg_type, msg.content) == (
         OPENID, ACCOUNT, 1409735670, "text", "您好，退货请看 1. 2. 步骤")
+
+
+@given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r"), min_size=1,
+               max_size=300).filter(lambda t: t.strip() and t == _XML_INVALID.sub("", t)))
+def test_any_text_a_reply_carries_parses_back_exactly(content: str) -> None:
+    """What the parser collects piece by piece (CDATA split at ]]>, line breaks, entities) comes back whole.
+    (Not \r: XML reads every \r\n and \r as \n, whatever the parser.)"""
+    assert parse_message(build_text_reply(OPENID, ACCOUNT, content, 1).encode("utf-8")).content == content
 
 
 @pytest.mark.parametrize("content", ["a]]>b", "]]>", "]]]]>>", "x]]><Content>evil</Content><![CDATA[", "<b>&amp;</b>"])
