@@ -83,8 +83,7 @@ def _fields(body: bytes) -> dict[str, str]:
     def refuse(*_: object) -> None:
         raise WechatXmlError("refused XML: DTD")
 
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
+    parser.StartDoctypeDeclHandler = refuse  # entities can only be declared inside a DTD
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text.append

@@ -351,9 +351,7 @@ class ConversationEngine:
 
     async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, text: str, lang: str,
                           out: _Speaker) -> None:
-        if (question := self.matcher.to_encode(text, lang=lang)) is not None:
-            # A new question: the model runs in a thread, and other customers' messages go on meanwhile.
-            await asyncio.to_thread(self.matcher.encoder.encode, [question])
+        await self.matcher.prepare(text, lang=lang)  # a new question's encoding, off the event loop
         result = self.matcher.match(text, lang=lang)
         if result.decision == "answer":
             await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)

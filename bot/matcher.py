@@ -24,6 +24,7 @@ edit costs only the size of that entry.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import re
@@ -380,13 +381,14 @@ class Matcher:
     def _question(self, text: str) -> str:
         return self.normalizer(text[: 4 * _MAX_QUERY_CHARS])[:_MAX_QUERY_CHARS].strip()
 
-    def to_encode(self, text: str, *, lang: str | None = None) -> str | None:
-        """What matching this question would send through the sentence encoder, if anything: an async caller
-        encodes it off the event loop first (~2 ms of numpy that releases the GIL), and match() finds it kept."""
+    async def prepare(self, text: str, *, lang: str | None = None) -> None:
+        """Run the sentence encoder for a new question in a thread (~2 ms of numpy, which releases the GIL),
+        so that match() finds its vector kept and the event loop serves others meanwhile."""
         if (text, lang) in self._recent:
-            return None
+            return
         question = self._question(text)
-        return None if self.encoder.has(question) else question
+        if not self.encoder.has(question):
+            await asyncio.to_thread(self.encoder.encode, [question])
 
     def rank(self, text: str, *, lang: str | None = None, k: int = 3) -> list[Candidate]:
         """The k entries closest to the question, best first, one candidate per entry."""
