@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bot import matcher as matcher_module
 from bot.matcher import Matcher
 from bot.normalize import Normalizer
 from bot.semantic import Encoder, MeaningIndex, shared_encoder
@@ -55,8 +56,19 @@ def test_related_texts_are_closer_than_unrelated_ones() -> None:
 def test_the_encoder_keeps_only_so_many_texts() -> None:
     encoder = Encoder(keep=2)
     first = encoder.encode(["one", "two", "three"])
-    assert len(encoder._kept) == 2
+    assert [encoder.has(t) for t in ("one", "two", "three")] == [False, True, True]
     assert np.array_equal(encoder.encode(["one"])[0], first[0])  # encoded again, to the same vector
+
+
+def test_past_the_scan_limit_meaning_scores_the_lexical_short_list_only(matcher: Matcher,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A huge KB is not scanned vector by vector: entries found by words keep their blended score, and an
+    entry that shares no word with the question is no longer found by meaning alone."""
+    scanned = matcher.rank("怎么开发票呀", lang="zh", k=1)
+    assert matcher.rank("the shipment has not come yet", lang="en", k=1)[0].entry_id == "track"
+    monkeypatch.setattr(matcher_module, "_MEANING_SCAN_LIMIT", 0)
+    assert matcher.rank("怎么开发票呀", lang="zh", k=1) == scanned
+    assert "track" not in [c.entry_id for c in matcher.rank("the shipment has not come yet", lang="en", k=3)]
 
 
 def test_a_draft_copy_of_a_matcher_shares_the_model(matcher: Matcher) -> None:
