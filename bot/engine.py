@@ -26,7 +26,7 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import Normalizer, detect_lang, is_traditional, to_simplified, to_traditional
+from bot.normalize import Normalizer, detect_lang, has_cjk, is_traditional, to_simplified, to_traditional
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
@@ -256,7 +256,7 @@ class ConversationEngine:
     async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
         text = clean_text(msg.text)
         lang = _lang_of(text, state.lang) or state.lang or self._shop.default_lang
-        traditional = is_traditional(text) if _has_cjk(text) else state.traditional
+        traditional = is_traditional(text) if has_cjk(text) else state.traditional
         media = {k: v for k, v in msg.meta.items() if k in MEDIA_FIELDS and isinstance(v, str) and v}
         turn.record(
             ev.CUSTOMER_MESSAGE,
@@ -511,15 +511,11 @@ def clean_text(text: str) -> str:
     return text[:MAX_TEXT_CHARS]
 
 
-def _has_cjk(text: str) -> bool:
-    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
-
-
 def _lang_of(text: str, current: str | None) -> str | None:
     """The language a message is written in, or None when it does not say (digits, emoji, "ok").
 
     One Latin word ("ok", "thx", "iPhone") inside a Chinese conversation is not a switch to English."""
-    if _has_cjk(text):
+    if has_cjk(text):
         return "zh"
     words = re.findall(r"[A-Za-z]{2,}", text)
     if not words or (current not in (None, "en") and len(words) < 2):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ _PUNCT = re.compile(r"[\W_]+", re.U)
 _UPPER, _LOWER = re.compile("[A-Z]"), re.compile("[a-z]")
 SMALL_TALK = ("goodbye", "thanks", "greeting")
 CATEGORIES = ("product_quality", "service_attitude", "logistics", "after_sales", "other")
+_READINGS = 4096  # readings kept: a shop hears the same short messages all day
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,24 @@ class IntentRules:
         self._categories = {
             name: _word_list(f"categories.{name}", lists) for name, lists in (spec.get("categories") or {}).items()
         }
+        self._readings: OrderedDict[str, RuleReading] = OrderedDict()
 
     @classmethod
     def from_file(cls, path: Path) -> IntentRules:
         return cls(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
 
     def read(self, text: str) -> RuleReading:
+        """What the rules find in `text`; kept for recent texts (reading was a tenth of a message's cost)."""
+        reading = self._readings.get(text)
+        if reading is None:
+            reading = self._readings[text] = self._read(text)
+            if len(self._readings) > _READINGS:
+                self._readings.popitem(last=False)
+        else:
+            self._readings.move_to_end(text)
+        return reading
+
+    def _read(self, text: str) -> RuleReading:
         t = _clean(text)
         human = self._any["human"].found_in(self._human_not.strip_from(t))
         major = self._any["major"].found_in(t)

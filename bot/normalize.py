@@ -64,9 +64,13 @@ def is_traditional(text: str) -> bool:
     return bool(han) and to_simplified(han) != han
 
 
+def has_cjk(text: str) -> bool:
+    return _CJK_RE.search(text) is not None
+
+
 def detect_lang(text: str) -> str:
     """"zh" when the text has any Chinese character, else "en"."""
-    return "zh" if _CJK_RE.search(text) else "en"
+    return "zh" if has_cjk(text) else "en"
 
 
 def _plain(text: str) -> str:
