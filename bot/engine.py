@@ -20,7 +20,7 @@ from bot.clock import Clock
 from bot.config import HandoffSettings, ShopSettings, parse_hours
 from bot.conversation import ConversationState, StateCache, conversation_id, fold
 from bot.flows import LeaveMessageFlow, ReturnFlow
-from bot.followups import Followups, parse_rating
+from bot.followups import Followups, parse_rating, scheduled
 from bot.handoff import HandoffDesk, rank
 from bot.intents import IntentRules
 from bot.locks import KeyedLock
@@ -177,6 +177,10 @@ class ConversationEngine:
                     state = await self._states.get(conv)
                     turn = Turn(conv, self.clock)
                     await self._respond(state, msg, turn)
+                    # The jobs the turn starts are logged with it (one append); stored once it is.
+                    jobs = self.followups.plan(conv, fold(turn.events, state), turn.events)
+                    for job in jobs:
+                        turn.record(ev.FOLLOWUP_SCHEDULED, **scheduled(job))
                     # The turn's last write: the replies kept for the channel's retries and the lease let go ride
                     # along with the message.
                     remember = (dedup_key, encode_replies(turn.replies), self._dedup_ttl) if dedup_key else None
@@ -194,7 +198,7 @@ class ConversationEngine:
                 if dedup_key and self._store.shared:  # nothing was stored: let the channel's retry process it
                     await self._store.cache_delete(f"claim:{dedup_key}")
                 raise
-            await self.followups.react(conv, state, after, stored)
+            await self.followups.react(conv, state, after, stored, logged=jobs)
         if turn.queue_rank is not None:
             await self.desk.queued(conv, turn.queue_rank)
         if turn.handoff_cancelled:

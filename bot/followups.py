@@ -59,24 +59,35 @@ class Followups:
 
     # -- planning: what a turn's events start and stop -----------------------------------------------
 
-    async def react(self, conversation_id: str, before: ConversationState, after: ConversationState,
-                    events: Sequence[Event]) -> None:
-        """Schedule and cancel jobs from the events one turn (or agent action) appended."""
-        types = [e.type for e in events]
+    def plan(self, conversation_id: str, after: ConversationState, events: Sequence[Event]) -> list[dict[str, Any]]:
+        """The jobs a turn's events start (survey and visit on closing, a nudge after a question left open),
+        not yet stored: the engine logs them with the turn, in its one append."""
         now = self._clock.now()
+        types = [e.type for e in events]
+        closed = next((e for e in events if e.type == ev.CLOSED), None)
+        jobs = []
+        if closed is not None:
+            if closed.data.get("reason") != "idle":
+                jobs.append(self.job(SURVEY, conversation_id, now + timedelta(minutes=self._settings.survey_delay_minutes)))
+            if closed.data.get("complaint"):
+                jobs.append(self.job(VISIT, conversation_id, now + timedelta(days=self._settings.complaint_visit_days)))
+        elif after.status == "bot" and (after.flow is not None or after.pending_choices) and ev.BOT_REPLY in types:
+            jobs.append(self.job(NUDGE, conversation_id, now + timedelta(minutes=self._settings.nudge_after_minutes)))
+        return jobs
+
+    async def react(self, conversation_id: str, before: ConversationState, after: ConversationState,
+                    events: Sequence[Event], *, logged: Sequence[dict[str, Any]] | None = None) -> None:
+        """Cancel the jobs the events end and store the ones they start: `logged` when the events' own append
+        already logged them (the engine's turns), else planned and logged here (an agent closing)."""
+        types = [e.type for e in events]
         pending = list(before.followups)
         if ev.CUSTOMER_MESSAGE in types:
             kinds = [NUDGE, IDLE_CLOSE] + ([SURVEY] if before.status == "closed" else [])
             await self._cancel(conversation_id, pending, kinds, reason="customer_wrote")
-        closed = next((e for e in events if e.type == ev.CLOSED), None)
-        if closed is not None:
+        if any(e.type == ev.CLOSED for e in events):
             await self._cancel(conversation_id, pending, [NUDGE, IDLE_CLOSE], reason="closed")
-            if closed.data.get("reason") != "idle":
-                await self.schedule(SURVEY, conversation_id, now + timedelta(minutes=self._settings.survey_delay_minutes))
-            if closed.data.get("complaint"):
-                await self.schedule(VISIT, conversation_id, now + timedelta(days=self._settings.complaint_visit_days))
-        elif after.status == "bot" and (after.flow is not None or after.pending_choices) and ev.BOT_REPLY in types:
-            await self.schedule(NUDGE, conversation_id, now + timedelta(minutes=self._settings.nudge_after_minutes))
+        for job in (self.plan(conversation_id, after, events) if logged is None else logged):
+            await self._start(job, log=logged is None)
 
     async def ticket_changed(self, ticket: dict[str, Any]) -> None:
         """Tell the customer a ticket's new status (sent at once, or after quiet hours)."""
@@ -85,16 +96,25 @@ class Followups:
 
     async def schedule(self, kind: str, conversation_id: str, due: datetime, *,
                        data: dict[str, Any] | None = None) -> dict[str, Any]:
+        job = self.job(kind, conversation_id, due, data=data)
+        await self._start(job)
+        return job
+
+    def job(self, kind: str, conversation_id: str, due: datetime, *,
+            data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new pending job record; a job that sends something is moved out of the quiet hours."""
         if kind not in SILENT_KINDS:
             due = self.allowed_time(due)
-        job = {"id": f"{kind}-{secrets.token_hex(6)}", "kind": kind, "conversation_id": conversation_id,
-               "due_at": due.timestamp(), "due": due.isoformat(), "status": "pending", "attempts": 0,
-               "created_at": self._clock.now().isoformat(), "data": data or {}}
+        return {"id": f"{kind}-{secrets.token_hex(6)}", "kind": kind, "conversation_id": conversation_id,
+                "due_at": due.timestamp(), "due": due.isoformat(), "status": "pending", "attempts": 0,
+                "created_at": self._clock.now().isoformat(), "data": data or {}}
+
+    async def _start(self, job: dict[str, Any], *, log: bool = True) -> None:
         await self._store.job_put(job)
-        await self._log(conversation_id, "followup_scheduled", job_id=job["id"], kind=kind, due=job["due"])
+        if log:
+            await self._log(job["conversation_id"], ev.FOLLOWUP_SCHEDULED, **scheduled(job))
         if self.timer is not None:
-            self.timer.arm(due)
-        return job
+            self.timer.arm(datetime.fromisoformat(job["due"]))
 
     async def _cancel(self, conversation_id: str, pending: list[tuple[str, str]], kinds: Sequence[str], *,
                       reason: str) -> None:
@@ -285,6 +305,11 @@ class Followups:
 
     async def _log(self, conv: str, type_: str, **data: Any) -> None:
         await self._store.append(conv, [Event(conv, type_, self._clock.now(), data)])
+
+
+def scheduled(job: dict[str, Any]) -> dict[str, Any]:
+    """The data of a job's followup_scheduled event."""
+    return {"job_id": job["id"], "kind": job["kind"], "due": job["due"]}
 
 
 def parse_rating(text: str) -> int | None:

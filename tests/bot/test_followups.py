@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.delivery import Delivery
 from bot.engine import ConversationEngine
 from bot.knowledge import KnowledgeBase
-from bot.models import IncomingMessage, Reply
+from bot.models import Event, IncomingMessage, Reply
 from bot.scheduler import JobScheduler
 from bot.storage.sqlite import SqliteStore
 from tests.conftest import SHANGHAI
@@ -153,6 +153,24 @@ async def test_nudge_then_idle_close_and_writing_cancels_it(engine: Conversation
     sent_before = len(outbox.sent)
     await engine.followups.run_due()
     assert len(outbox.sent) == sent_before
+
+
+async def test_the_nudge_a_turn_starts_is_logged_in_the_turns_own_write(
+        engine: ConversationEngine, clock: FakeClock, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    appends: list[list[str]] = []
+    original = store.append
+
+    async def counting(conversation_id: str, events: list[Event], **kw: object) -> list[Event]:
+        appends.append([e.type for e in events])
+        return await original(conversation_id, events, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "append", counting)
+    await say(engine, clock, "我要退货")  # the bot now waits for an order number
+    assert appends == [["customer_message", "flow", "bot_reply", "followup_scheduled"]]
+    [job] = await store.jobs(status="pending")
+    scheduled = [e.data for e in await store.events("web:a") if e.type == "followup_scheduled"]
+    assert scheduled == [{"job_id": job["id"], "kind": "nudge", "due": job["due"]}]
+    assert (await engine.state("web", "a")).followups == ((job["id"], "nudge"),)
 
 
 async def test_quiet_hours_move_a_job_to_the_morning(settings: Settings, store: SqliteStore,
