@@ -4,6 +4,7 @@ learning from misses, figures, privacy."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,16 @@ async def test_the_kb_sentence_vectors_are_kept_on_disk_and_no_customer_text(
     saved = Encoder().load(vectors)
     assert saved == set(matcher.phrasing_texts()) and len(saved) >= len(NEW["similar"]) + 1
     assert not any("13812345678" in text for text in saved)
+
+
+async def test_the_heap_built_at_start_up_is_kept_out_of_the_collector(
+        aiohttp_client: AiohttpClient, settings: Settings, store: SqliteStore, clock: FakeClock) -> None:
+    """Full collections walking the KB index and the model's vocabulary stalled every request for ~50 ms."""
+    gc.unfreeze()
+    client = await aiohttp_client(create_app(settings, store=store, clock=clock))
+    for _ in range(200):
+        if gc.get_freeze_count():
+            break
+        await asyncio.sleep(0.05)
+    assert gc.get_freeze_count() > 10_000
+    assert await customer_asks(client, "可以开发票吗")
