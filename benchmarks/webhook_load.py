@@ -3,9 +3,12 @@
 Runs, in one go, the real bot (WeChat channel on, plain mode, SQLite or Redis) and a minimal aiohttp server
 that checks the signature, parses the XML and returns a fixed reply, each in its own process; prints
 requests per second and p50/p99 for both, plus the ratio. Each bot setup first gets every sample question
-once ("cold": each new to the process), then the measured run. Loopback only; bounded in count and time.
+once ("cold": each new to the process), then `--rounds` measured runs, each right after a run of the minimal
+server (this machine's speed drifts by 20% within minutes); medians are compared. Loopback only; bounded
+in count and time.
 
-    .venv/bin/python benchmarks/webhook_load.py --senders 50 --requests 2000 [--setups sqlite1,redis1,redis2]
+    .venv/bin/python benchmarks/webhook_load.py --senders 50 --requests 2000 [--rounds 3]
+                                                [--setups sqlite1,redis1,redis2]
 """
 
 from __future__ import annotations
@@ -101,42 +104,65 @@ async def load(url: str, senders: int, total: int, first: int = 0) -> dict[str, 
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds, and the per-second range, for the report."""
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out["per_second_low"] = min(r["per_second"] for r in runs)
+    out["per_second_high"] = max(r["per_second"] for r in runs)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measured runs per setup, each right after a run of the minimal server")
     parser.add_argument("--setups", default="sqlite1", help="comma list of sqlite1, redis1, redis2")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    results = {}
+    results: dict[str, dict[str, float]] = {}
+    minimal_url = "http://127.0.0.1:18191/wechat"
     with tempfile.TemporaryDirectory() as tmp:
         minimal = start_script(MINIMAL_SERVER, 18191)
         try:
             wait_port(18191)
-            results["minimal"] = asyncio.run(load("http://127.0.0.1:18191/wechat", args.senders, args.requests))
+            asyncio.run(load(minimal_url, args.senders, args.requests))  # warm-up, not counted
+            for i, setup in enumerate(args.setups.split(",")):
+                port = 18192 + i
+                store = redis_url if setup.startswith("redis") else None
+                bot = start_bot(port, Path(tmp) / setup, store_url=store, workers=int(setup[-1]), wechat=True)
+                try:
+                    wait_port(port)
+                    time.sleep(1.5)
+                    url = f"http://127.0.0.1:{port}/wechat"
+                    # First every sample question once, each new to the process (the sentence encoder runs for
+                    # it), then the measured runs, where the bot has seen them all (as a shop's bot has most).
+                    results[f"{setup} cold"] = asyncio.run(load(url, args.senders, len(QUESTIONS)))
+                    # The machine's speed drifts between runs: each bot run is paired with a minimal run just
+                    # before it, and the medians of the pairs are compared.
+                    mins, bots = [], []
+                    for r in range(args.rounds):
+                        mins.append(asyncio.run(load(minimal_url, args.senders, args.requests)))
+                        bots.append(asyncio.run(load(url, args.senders, args.requests,
+                                                     first=len(QUESTIONS) + r * args.requests)))
+                    results[f"minimal ({setup})"] = median_of(mins)
+                    results[setup] = median_of(bots)
+                finally:
+                    stop(bot)
+                    if store:
+                        flush_prefix(store, f"kefu-bench-{port}:")
         finally:
             stop(minimal)
-        for i, setup in enumerate(args.setups.split(",")):
-            port = 18192 + i
-            store = redis_url if setup.startswith("redis") else None
-            bot = start_bot(port, Path(tmp) / setup, store_url=store, workers=int(setup[-1]), wechat=True)
-            try:
-                wait_port(port)
-                time.sleep(1.5)
-                url = f"http://127.0.0.1:{port}/wechat"
-                # First every sample question once, each new to the process (the sentence encoder runs for it),
-                # then the measured run, where the bot has seen them all (as a shop's bot has most questions).
-                results[f"{setup} cold"] = asyncio.run(load(url, args.senders, len(QUESTIONS)))
-                results[setup] = asyncio.run(load(url, args.senders, args.requests, first=len(QUESTIONS)))
-            finally:
-                stop(bot)
-                if store:
-                    flush_prefix(store, f"kefu-bench-{port}:")
-    print(f"webhook: {args.senders} concurrent senders, {args.requests} requests")
+    print(f"webhook: {args.senders} concurrent senders, {args.requests} requests a run, "
+          f"medians of {args.rounds} rounds (cold: one pass)")
     for name, r in results.items():
-        ratio = r["per_second"] / results["minimal"]["per_second"]
-        print(f"  {name:12s} {r['per_second']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-              f"   failures {r['failures']:.0f}   answered {r['answered']:.0f}   {ratio:6.1%} of minimal")
+        setup = name.removeprefix("minimal (").rstrip(")").split()[0]
+        ratio = r["per_second"] / results[f"minimal ({setup})"]["per_second"]
+        spread = (f"({r['per_second_low']:.0f}-{r['per_second_high']:.0f})" if "per_second_low" in r else "")
+        print(f"  {name:18s} {r['per_second']:7.0f} req/s {spread:13s} p50 {r['p50_ms']:6.1f} ms   "
+              f"p99 {r['p99_ms']:6.1f} ms   failures {r['failures']:.0f}   answered {r['answered']:.0f}   "
+              f"{ratio:6.1%} of minimal")
     print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}))
 
 
