@@ -200,6 +200,39 @@ async def test_sqlite_batch_commits_its_writes_when_it_ends(clock: FakeClock, tm
     await store.close()
 
 
+async def test_sqlite_under_load_a_commit_waits_for_the_turns_behind_and_a_lone_turn_never_waits(
+        clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a commit shared by several turns, the next group stays open for turns that reach their write loop
+    turns later, so they share one commit; a turn on its own is committed at once."""
+    monkeypatch.setattr(sqlite_store, "COMMIT_WAIT_SECONDS", 0.3)
+    store = SqliteStore(tmp_path / "kefu.sqlite3", clock)
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    loop = asyncio.get_running_loop()
+
+    async def turn(n: int, pauses: int = 0) -> None:
+        async with store.batch():
+            for _ in range(pauses):
+                await asyncio.sleep(0)
+            await store.append(f"web:{n}", [ev(clock, "customer_message", text=f"第{n}个问题")])
+
+    start = loop.time()
+    await turn(0)
+    await turn(1)
+    assert len(commits) == 2 and loop.time() - start < 0.2  # quiet: each committed at once
+    await asyncio.gather(*(turn(n) for n in range(2, 5)))  # three at once: one commit, now busy
+    assert len(commits) == 3
+    await asyncio.gather(*(turn(n, pauses=n) for n in range(5, 10)))  # writing loop turns apart
+    assert len(commits) == 4
+    start = loop.time()
+    await turn(10)  # the last group had several turns: this one waits for company, briefly
+    assert len(commits) == 5 and 0.2 < loop.time() - start < 2
+    await turn(11)  # quiet again
+    assert len(commits) == 6
+    assert len(await store.conversations()) == 12
+    await store.close()
+
+
 async def test_sqlite_a_full_disk_fails_every_write_it_undid_and_no_other(clock: FakeClock, tmp_path: Path) -> None:
     """SQLite undoes the whole open transaction when the disk fills, so the writes that shared it with the
     failing one are lost too: their callers must hear so, and the next write must start afresh."""
