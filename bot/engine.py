@@ -177,14 +177,14 @@ class ConversationEngine:
                     state = await self._states.get(conv)
                     turn = Turn(conv, self.clock)
                     await self._respond(state, msg, turn)
-                    # The jobs the turn starts are logged with it (one append); stored once it is.
+                    # The jobs the turn starts are stored and logged with it: whoever reads the turn can cancel them.
                     jobs = self.followups.plan(conv, fold(turn.events, state), turn.events)
                     for job in jobs:
                         turn.record(ev.FOLLOWUP_SCHEDULED, **scheduled(job))
-                    # The turn's last write: the replies kept for the channel's retries and the lease let go ride
-                    # along with the message.
+                    # The turn's last write: the replies kept for the channel's retries, the jobs and the lease
+                    # let go ride along with the message.
                     remember = (dedup_key, encode_replies(turn.replies), self._dedup_ttl) if dedup_key else None
-                    stored = await self._store.append(conv, turn.events, remember=remember,
+                    stored = await self._store.append(conv, turn.events, remember=remember, jobs=jobs,
                                                       release=(lease.name, lease.token) if lease else None)
                     if lease is not None and stored:
                         lease.released = True
@@ -198,7 +198,7 @@ class ConversationEngine:
                 if dedup_key and self._store.shared:  # nothing was stored: let the channel's retry process it
                     await self._store.cache_delete(f"claim:{dedup_key}")
                 raise
-            await self.followups.react(conv, state, after, stored, logged=jobs)
+            await self.followups.react(conv, state, after, stored, started=jobs)
         if turn.queue_rank is not None:
             await self.desk.queued(conv, turn.queue_rank)
         if turn.handoff_cancelled:

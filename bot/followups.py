@@ -61,7 +61,7 @@ class Followups:
 
     def plan(self, conversation_id: str, after: ConversationState, events: Sequence[Event]) -> list[dict[str, Any]]:
         """The jobs a turn's events start (survey and visit on closing, a nudge after a question left open),
-        not yet stored: the engine logs them with the turn, in its one append."""
+        not yet stored: the engine stores and logs them with the turn, in its one append."""
         now = self._clock.now()
         types = [e.type for e in events]
         closed = next((e for e in events if e.type == ev.CLOSED), None)
@@ -76,9 +76,10 @@ class Followups:
         return jobs
 
     async def react(self, conversation_id: str, before: ConversationState, after: ConversationState,
-                    events: Sequence[Event], *, logged: Sequence[dict[str, Any]] | None = None) -> None:
-        """Cancel the jobs the events end and store the ones they start: `logged` when the events' own append
-        already logged them (the engine's turns), else planned and logged here (an agent closing)."""
+                    events: Sequence[Event], *, started: Sequence[dict[str, Any]] | None = None) -> None:
+        """Cancel the jobs the events end and start the ones they call for: `started` when the events' own
+        append already stored and logged them (the engine's turns), else planned and stored here (an agent
+        closing)."""
         types = [e.type for e in events]
         pending = list(before.followups)
         if ev.CUSTOMER_MESSAGE in types:
@@ -86,8 +87,12 @@ class Followups:
             await self._cancel(conversation_id, pending, kinds, reason="customer_wrote")
         if any(e.type == ev.CLOSED for e in events):
             await self._cancel(conversation_id, pending, [NUDGE, IDLE_CLOSE], reason="closed")
-        for job in (self.plan(conversation_id, after, events) if logged is None else logged):
-            await self._start(job, log=logged is None)
+        if started is None:
+            for job in self.plan(conversation_id, after, events):
+                await self._start(job)
+        else:
+            for job in started:
+                self._arm(job)
 
     async def ticket_changed(self, ticket: dict[str, Any]) -> None:
         """Tell the customer a ticket's new status (sent at once, or after quiet hours)."""
@@ -109,10 +114,12 @@ class Followups:
                 "due_at": due.timestamp(), "due": due.isoformat(), "status": "pending", "attempts": 0,
                 "created_at": self._clock.now().isoformat(), "data": data or {}}
 
-    async def _start(self, job: dict[str, Any], *, log: bool = True) -> None:
+    async def _start(self, job: dict[str, Any]) -> None:
         await self._store.job_put(job)
-        if log:
-            await self._log(job["conversation_id"], ev.FOLLOWUP_SCHEDULED, **scheduled(job))
+        await self._log(job["conversation_id"], ev.FOLLOWUP_SCHEDULED, **scheduled(job))
+        self._arm(job)
+
+    def _arm(self, job: dict[str, Any]) -> None:
         if self.timer is not None:
             self.timer.arm(datetime.fromisoformat(job["due"]))
 

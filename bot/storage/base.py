@@ -41,12 +41,15 @@ class ConversationStore(Protocol):
 
     async def append(self, conversation_id: str, events: Sequence[Event], *,
                      remember: tuple[str, str, float] | None = None,
-                     release: tuple[str, str] | None = None) -> list[Event]:
+                     release: tuple[str, str] | None = None,
+                     jobs: Sequence[dict[str, Any]] = ()) -> list[Event]:
         """Append events in order; return them with their sequence numbers (1, 2, … per conversation).
 
         In the same atomic write, one round trip: `remember` (key, value, ttl) is set in the cache (a
-        message's replies kept for its retries exactly when the message is stored), and `release` (key,
-        value) is deleted if it still holds value (the conversation's lease, when this is its last write)."""
+        message's replies kept for its retries exactly when the message is stored), `release` (key, value)
+        is deleted if it still holds value (the conversation's lease, when this is its last write), and
+        `jobs` are put as job_put would (the follow-ups a turn starts, stored with the events that log them,
+        so whoever reads those events next can cancel them)."""
         ...
 
     def batch(self) -> AbstractAsyncContextManager[None]:

@@ -68,11 +68,29 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# Putting a job (atomic in whichever script calls it): the old indexes are read and left, and the new ones
+# joined, with no reader in between.
+_PUT_JOB = """
+local function put_job(id, prefix, status, cid, due, fields)
+  local key = prefix .. 'job:' .. id
+  local old = redis.call('HMGET', key, 'status', 'conversation_id')
+  if old[1] then redis.call('ZREM', prefix .. 'jobs-by-status:' .. cjson.decode(old[1]), id) end
+  if old[2] then redis.call('ZREM', prefix .. 'conv-jobs:' .. cjson.decode(old[2]), id) end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('ZADD', prefix .. 'jobs', due, id)
+  redis.call('ZADD', prefix .. 'jobs-by-status:' .. status, due, id)
+  redis.call('ZADD', prefix .. 'conv-jobs:' .. cid, due, id)
+end
+"""
+
 # One turn's write: the events (RPUSH answers the new length, the last seq; inside the script no other
-# append can come between it and the index), and optionally the replies kept for retries and the lease let go.
+# append can come between it and the index), and optionally the replies kept for retries, the lease let go
+# and the jobs the turn starts.
 # ARGV: conversation id, time score, event count n, the n events, then "1"/"" remember + value, exp, ms,
-# then "1"/"" release + value. KEYS: log, convs index, remember key, release key (the log key when unused).
-_APPEND = """
+# then "1"/"" release + value, then the key prefix and the job count, each job as _job_args lays it out.
+# KEYS: log, convs index, remember key, release key (the log key when unused).
+_APPEND = _PUT_JOB + """
 local n = tonumber(ARGV[3])
 local length = redis.call('RPUSH', KEYS[1], unpack(ARGV, 4, 3 + n))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -82,6 +100,12 @@ if ARGV[i] == '1' then
   redis.call('PEXPIRE', KEYS[3], ARGV[i + 3])
 end
 if ARGV[i + 4] == '1' and redis.call('HGET', KEYS[4], 'value') == ARGV[i + 5] then redis.call('DEL', KEYS[4]) end
+local prefix, k = ARGV[i + 6], i + 8
+for _ = 1, tonumber(ARGV[i + 7]) do
+  local count = tonumber(ARGV[k + 4])
+  put_job(ARGV[k], prefix, ARGV[k + 1], ARGV[k + 2], ARGV[k + 3], {unpack(ARGV, k + 5, k + 4 + count)})
+  k = k + 5 + count
+end
 return length
 """
 
@@ -101,16 +125,10 @@ redis.call('ZADD', ARGV[3] .. 'conv-tickets:' .. ARGV[2], order, ARGV[1])
 redis.call('HSET', KEYS[1], 'cid', ARGV[2], 'data', ARGV[4])
 """
 
-# Atomic: the old indexes are read and left, and the new ones joined, with no reader in between.
-_JOB_PUT = """
-local old = redis.call('HMGET', KEYS[1], 'status', 'conversation_id')
-if old[1] then redis.call('ZREM', ARGV[2] .. 'jobs-by-status:' .. cjson.decode(old[1]), ARGV[1]) end
-if old[2] then redis.call('ZREM', ARGV[2] .. 'conv-jobs:' .. cjson.decode(old[2]), ARGV[1]) end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
-redis.call('ZADD', ARGV[2] .. 'jobs-by-status:' .. ARGV[3], ARGV[5], ARGV[1])
-redis.call('ZADD', ARGV[2] .. 'conv-jobs:' .. ARGV[4], ARGV[5], ARGV[1])
+# ARGV: the key prefix, then one job as _job_args lays it out.
+_JOB_PUT = _PUT_JOB + """
+local count = tonumber(ARGV[6])
+put_job(ARGV[2], ARGV[1], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 7, 6 + count)})
 """
 
 # The compare-and-set that lets exactly one worker claim a job: the status check and the write run as
@@ -195,6 +213,13 @@ async def _close(pubsub: PubSub) -> None:
 def _scored(rows: Any) -> list[tuple[str, float]]:
     """A WITHSCORES answer as (member, score) pairs; redis-py types it as a union of reply shapes."""
     return [(str(member), float(score)) for member, score in rows]
+
+
+def _job_args(job: dict[str, Any]) -> list[str | int]:
+    """A job for _PUT_JOB: id, status, conversation, due score, the field count, then field, value pairs."""
+    fields = [part for key, value in job.items() for part in (key, jsoncodec.dumps(value))]
+    return [str(job["id"]), str(job["status"]), str(job["conversation_id"]), _score(job["due_at"]), len(fields),
+            *fields]
 
 
 def _surfaced(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
@@ -327,7 +352,8 @@ class RedisStore:
     @_surfaced
     async def append(self, conversation_id: str, events: Sequence[Event], *,
                      remember: tuple[str, str, float] | None = None,
-                     release: tuple[str, str] | None = None) -> list[Event]:
+                     release: tuple[str, str] | None = None,
+                     jobs: Sequence[dict[str, Any]] = ()) -> list[Event]:
         """One script (_APPEND): seq numbers never collide, and what rides along costs no round trip."""
         if not events:
             return []
@@ -346,6 +372,9 @@ class RedisStore:
             args += ["1", release[1]]
         else:
             args += ["", ""]
+        args += [self._p, len(jobs)]
+        for job in jobs:
+            args += _job_args(job)
         length = await self._append(keys=keys, args=args)
         first = int(length) - len(events) + 1
         return [Event(conversation_id, e.type, e.at, dict(e.data), first + i) for i, e in enumerate(events)]
@@ -446,10 +475,7 @@ class RedisStore:
 
     @_surfaced
     async def job_put(self, job: dict[str, Any]) -> None:
-        job_id, status, conversation_id = str(job["id"]), str(job["status"]), str(job["conversation_id"])
-        fields = [part for key, value in job.items() for part in (key, jsoncodec.dumps(value))]
-        await self._job_put(keys=[f"{self._p}job:{job_id}", f"{self._p}jobs"],
-                            args=[job_id, self._p, status, conversation_id, _score(job["due_at"]), *fields])
+        await self._job_put(keys=[f"{self._p}job:{job['id']}", f"{self._p}jobs"], args=[self._p, *_job_args(job)])
 
     @_surfaced
     async def job_get(self, job_id: str) -> dict[str, Any] | None:

@@ -83,9 +83,15 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 
+_JOB_PUT = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)"
+
 CHECKPOINT_SECONDS = 1.0
 COMMIT_WAIT_SECONDS = 0.002  # how long a group stays open under load for turns still on their way
 WAL_RESTART_BYTES = 32 * 1024 * 1024
+
+
+def _job_row(job: dict[str, Any]) -> tuple[Any, ...]:
+    return job["id"], job["conversation_id"], job["status"], float(job["due_at"]), jsoncodec.dumps(job)
 
 
 def _fail(group: asyncio.Future[None], why: str) -> None:
@@ -238,7 +244,8 @@ class SqliteStore:
 
     async def append(self, conversation_id: str, events: Sequence[Event], *,
                      remember: tuple[str, str, float] | None = None,
-                     release: tuple[str, str] | None = None) -> list[Event]:
+                     release: tuple[str, str] | None = None,
+                     jobs: Sequence[dict[str, Any]] = ()) -> list[Event]:
         if not events:
             return []
         self._write("SAVEPOINT append")
@@ -268,6 +275,8 @@ class SqliteStore:
                 self._db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", (key, value, self._now() + ttl))
             if release is not None:
                 self._db.execute("DELETE FROM cache WHERE key = ? AND value = ?", release)
+            for job in jobs:
+                self._db.execute(_JOB_PUT, _job_row(job))
             self._db.execute("RELEASE append")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
@@ -348,11 +357,7 @@ class SqliteStore:
         return [(r[0], r[1]) for r in rows]
 
     async def job_put(self, job: dict[str, Any]) -> None:
-        await self._execute(
-            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)",
-            (job["id"], job["conversation_id"], job["status"], float(job["due_at"]),
-             jsoncodec.dumps(job)),
-        )
+        await self._execute(_JOB_PUT, _job_row(job))
 
     async def job_get(self, job_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()

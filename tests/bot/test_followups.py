@@ -155,18 +155,20 @@ async def test_nudge_then_idle_close_and_writing_cancels_it(engine: Conversation
     assert len(outbox.sent) == sent_before
 
 
-async def test_the_nudge_a_turn_starts_is_logged_in_the_turns_own_write(
+async def test_the_nudge_a_turn_starts_is_stored_and_logged_in_the_turns_own_write(
         engine: ConversationEngine, clock: FakeClock, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    appends: list[list[str]] = []
+    """Whoever reads the turn next (another worker, the customer's next message) finds the job to cancel."""
+    appends: list[tuple[list[str], int]] = []
     original = store.append
 
     async def counting(conversation_id: str, events: list[Event], **kw: object) -> list[Event]:
-        appends.append([e.type for e in events])
-        return await original(conversation_id, events, **kw)  # type: ignore[arg-type]
+        stored = await original(conversation_id, events, **kw)  # type: ignore[arg-type]
+        appends.append(([e.type for e in events], len(await store.jobs(status="pending"))))
+        return stored
 
     monkeypatch.setattr(store, "append", counting)
     await say(engine, clock, "我要退货")  # the bot now waits for an order number
-    assert appends == [["customer_message", "flow", "bot_reply", "followup_scheduled"]]
+    assert appends == [(["customer_message", "flow", "bot_reply", "followup_scheduled"], 1)]
     [job] = await store.jobs(status="pending")
     scheduled = [e.data for e in await store.events("web:a") if e.type == "followup_scheduled"]
     assert scheduled == [{"job_id": job["id"], "kind": "nudge", "due": job["due"]}]

@@ -264,6 +264,22 @@ async def test_queue_orders_by_rank_and_take_is_exclusive(backend: ConversationS
     assert [c for c, _ in await backend.queue_items()] == ["web:late", "web:early"]
 
 
+async def test_jobs_ride_along_with_the_events_that_log_them(backend: ConversationStore, clock: FakeClock) -> None:
+    """A turn's new follow-ups are stored in its append, indexed as job_put indexes them."""
+    job = {"id": "nudge-1", "conversation_id": "web:a", "kind": "nudge", "status": "pending", "due_at": 300.0,
+           "data": {"note": "还在吗"}}
+    stored = await backend.append("web:a", [ev(clock, "bot_reply", text="请问是哪一个？"),
+                                            ev(clock, "followup_scheduled", job_id="nudge-1", kind="nudge")],
+                                  jobs=[job, {**job, "id": "survey-1", "kind": "survey", "due_at": 200.0}])
+    assert [e.seq for e in stored] == [1, 2]
+    assert await backend.job_get("nudge-1") == job
+    assert [j["id"] for j in await backend.jobs_due(250.0)] == ["survey-1"]
+    assert [j["id"] for j in await backend.jobs(conversation_id="web:a")] == ["survey-1", "nudge-1"]
+    assert await backend.job_transition("nudge-1", "pending", "cancelled") is True
+    assert [j["id"] for j in await backend.jobs(status="pending")] == ["survey-1"]
+    assert await backend.append("web:b", [ev(clock, "customer_message", text="在吗")], jobs=[]) != []
+
+
 async def test_jobs_due_and_claimed_once(backend: ConversationStore) -> None:
     for i, due in enumerate((300.0, 100.0, 200.0)):
         await backend.job_put({"id": f"j{i}", "conversation_id": "web:a", "kind": "survey", "status": "pending",
