@@ -104,11 +104,15 @@ async def load(url: str, senders: int, total: int, first: int = 0) -> dict[str, 
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's median over the rounds, and the per-second range, for the report."""
+def median_of(runs: list[dict[str, float]], minimal: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (counts summed), the per-second range, and the median of each
+    round's share of the minimal server's run just before it."""
     out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    for key in ("requests", "failures", "answered"):
+        out[key] = sum(r[key] for r in runs)
     out["per_second_low"] = min(r["per_second"] for r in runs)
     out["per_second_high"] = max(r["per_second"] for r in runs)
+    out["share"] = statistics.median(r["per_second"] / m["per_second"] for r, m in zip(runs, minimal, strict=True))
     return out
 
 
@@ -120,6 +124,8 @@ def main() -> None:
                         help="measured runs per setup, each right after a run of the minimal server")
     parser.add_argument("--setups", default="sqlite1", help="comma list of sqlite1, redis1, redis2")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     results: dict[str, dict[str, float]] = {}
     minimal_url = "http://127.0.0.1:18191/wechat"
@@ -146,19 +152,19 @@ def main() -> None:
                         mins.append(asyncio.run(load(minimal_url, args.senders, args.requests)))
                         bots.append(asyncio.run(load(url, args.senders, args.requests,
                                                      first=len(QUESTIONS) + r * args.requests)))
-                    results[f"minimal ({setup})"] = median_of(mins)
-                    results[setup] = median_of(bots)
+                    results[f"minimal ({setup})"] = median_of(mins, mins)
+                    results[setup] = median_of(bots, mins)
                 finally:
                     stop(bot)
                     if store:
                         flush_prefix(store, f"kefu-bench-{port}:")
         finally:
             stop(minimal)
-    print(f"webhook: {args.senders} concurrent senders, {args.requests} requests a run, "
-          f"medians of {args.rounds} rounds (cold: one pass)")
+    print(f"webhook: {args.senders} concurrent senders, {args.requests} requests a run, medians of "
+          f"{args.rounds} rounds (share: of the paired minimal runs; failures and answered: totals; cold: one pass)")
     for name, r in results.items():
         setup = name.removeprefix("minimal (").rstrip(")").split()[0]
-        ratio = r["per_second"] / results[f"minimal ({setup})"]["per_second"]
+        ratio = r.get("share", r["per_second"] / results[f"minimal ({setup})"]["per_second"])
         spread = (f"({r['per_second_low']:.0f}-{r['per_second_high']:.0f})" if "per_second_low" in r else "")
         print(f"  {name:18s} {r['per_second']:7.0f} req/s {spread:13s} p50 {r['p50_ms']:6.1f} ms   "
               f"p99 {r['p99_ms']:6.1f} ms   failures {r['failures']:.0f}   answered {r['answered']:.0f}   "

@@ -12,7 +12,7 @@ committed, as a lone write would; inside `batch()` (one message's turn) the writ
 end of the batch waits for them, so one message costs one wait. A group is committed at the end of the
 loop turn that opened it, unless the last group was shared by several turns: under load, a group stays
 open COMMIT_WAIT_SECONDS for the turns a loop turn or two behind (5 messages a commit became 11, for ~10%
-more webhook throughput), while a lone customer's reply never waits for it.
+more webhook throughput); when quiet, a reply waits for it once at most (the first after a busy group).
 """
 
 from __future__ import annotations
