@@ -152,6 +152,7 @@ def main() -> None:
                         mins.append(asyncio.run(load(minimal_url, args.senders, args.requests)))
                         bots.append(asyncio.run(load(url, args.senders, args.requests,
                                                      first=len(QUESTIONS) + r * args.requests)))
+                        time.sleep(2.5)  # the bot's WAL checkpoint (every second) must not slow the next minimal run
                     results[f"minimal ({setup})"] = median_of(mins, mins)
                     results[setup] = median_of(bots, mins)
                 finally:
