@@ -19,7 +19,8 @@ from bot.normalize import to_simplified
 
 # Particles and fillers that do not change what a short message means.
 _ZH_FILLER = re.compile(r"[啊呀哦吧呢啦哈嘛了的~～亲哟噢喔滴]")
-_EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay", "please"}
+_EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay",
+              "please", "there", "guys", "everyone", "team", "dear"}  # the last five: whom it is said to
 _PUNCT = re.compile(r"[\W_]+", re.U)
 _UPPER, _LOWER = re.compile("[A-Z]"), re.compile("[a-z]")
 SMALL_TALK = ("goodbye", "thanks", "greeting")
