@@ -301,8 +301,7 @@ class ConversationEngine:
         if state.awaiting and await self._answer_followup(state, msg, text, out):
             return
         if not _MEANINGFUL.search(text):
-            out.say("unclear", intent="unclear", offer_agent=state.fallback_streak + 1 >= self._handoff.fallbacks_before_offer,
-                    decision="fallback")
+            self._unclear(state, out)
             return
         if state.flow is not None:
             if state.flow.get("name") == "leave_message":
@@ -351,7 +350,15 @@ class ConversationEngine:
                 turn.record(ev.CLOSED, by="customer", reason="goodbye", resolved=True,
                             complaint=bool(state.complaints))
             return
+        if reading.filler:
+            self._unclear(state, out)
+            return
         await self._answer_faq(state, msg, text, lang, out)
+
+    def _unclear(self, state: ConversationState, out: _Speaker) -> None:
+        """Nothing to look up (emoji, 哦, 哈哈): ask to rephrase; counted as a miss towards offering a person."""
+        out.say("unclear", intent="unclear", offer_agent=state.fallback_streak + 1 >= self._handoff.fallbacks_before_offer,
+                decision="fallback")
 
     async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, text: str, lang: str,
                           out: _Speaker) -> None:

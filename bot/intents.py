@@ -43,6 +43,7 @@ class RuleReading:
     complaint: Complaint | None
     agitated: bool
     return_request: bool
+    filler: bool  # nothing but particles and fillers (哦, 哈哈, oh): no question to look up
 
 
 class _WordList:
@@ -112,6 +113,7 @@ class IntentRules:
             complaint=complaint,
             agitated=agitated,
             return_request=self._any["return_request"].found_in(t),
+            filler=not _residue(t),
         )
 
     def small_talk(self, text: str) -> str | None:
@@ -122,7 +124,8 @@ class IntentRules:
         if _residue(self._small_talk.strip_from(t)):
             return None
         for name in SMALL_TALK:  # one kind says it all ("你好" is a greeting, though 好 is a thanks word)
-            if not _residue(self._only[name].strip_from(t)):
+            words = self._only[name]
+            if words.found_in(t) and not _residue(words.strip_from(t)):
                 return name
         for name in SMALL_TALK:  # a mix: goodbye, then thanks, then greeting
             if self._only[name].found_in(t):

@@ -54,6 +54,19 @@ async def test_greeting_uses_the_model_opening_line(small: ConversationEngine, c
     assert text == "您好，家居电器旗舰店，请问有什么可以帮您？"
 
 
+async def test_a_particle_or_a_laugh_is_asked_to_rephrase_and_never_ends_the_conversation(
+        small: ConversationEngine, clock: FakeClock) -> None:
+    """哦 or 哈哈 once read as "only goodbye words" (there were none, and fillers left nothing else): the
+    conversation was closed and a survey scheduled."""
+    await ask(small, clock, "七天无理由退货怎么申请？")
+    for text in ("哦", "哈哈", "oh"):
+        assert "换一种说法" in await ask(small, clock, text)
+        assert (await small.state("web", "c1")).status == "bot"
+    assert await ask(small, clock, "亲") == "您好，家居电器旗舰店，请问有什么可以帮您？"  # 亲 alone greets
+    assert "感谢您的咨询" in await ask(small, clock, "再见")
+    assert (await small.state("web", "c1")).status == "closed"
+
+
 async def test_every_zh_reply_says_nin_never_ni(small: ConversationEngine, clock: FakeClock) -> None:
     for text in ("你好", "七天无理由退货怎么申请", "你们的量子力学课程怎么报名", "谢谢", "再见", "🙂🙂", " ", "我要人工"):
         reply = await ask(small, clock, text)
