@@ -19,6 +19,7 @@ from bot.normalize import to_simplified
 
 # Particles and fillers that do not change what a short message means.
 _ZH_FILLER = re.compile(r"[啊呀哦吧呢啦哈嘛了的~～亲哟噢喔滴]")
+_ZH_ADDRESS = re.compile("老板|掌柜的?|店家|小姐姐|小哥哥|美女|帅哥|亲爱的")  # whom it is said to
 _EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay",
               "please", "there", "guys", "everyone", "team", "dear"}  # the last five: whom it is said to
 _PUNCT = re.compile(r"[\W_]+", re.U)
@@ -160,7 +161,7 @@ def _clean(text: str) -> str:
 
 
 def _residue(text: str) -> bool:
-    text = _ZH_FILLER.sub(" ", text)
+    text = _ZH_FILLER.sub(" ", _ZH_ADDRESS.sub(" ", text))
     tokens = [tok for tok in _PUNCT.split(text) if tok and tok not in _EN_FILLER]
     return bool(tokens)
 
