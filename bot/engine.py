@@ -362,8 +362,9 @@ class ConversationEngine:
 
     async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, text: str, lang: str,
                           out: _Speaker) -> None:
-        await self.matcher.prepare(text, lang=lang)  # a new question's encoding, off the event loop
-        result = self.matcher.match(text, lang=lang)
+        question = self._rules.question_part(text)  # without "你好，" or "hi there,"
+        await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
+        result = self.matcher.match(question, lang=lang)
         if result.decision == "answer":
             await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
         elif result.decision == "clarify":

@@ -19,7 +19,12 @@ from bot.normalize import to_simplified
 
 # Particles and fillers that do not change what a short message means.
 _ZH_FILLER = re.compile(r"[啊呀哦吧呢啦哈嘛了的~～亲哟噢喔滴]")
-_ZH_ADDRESS = re.compile("老板|掌柜的?|店家|小姐姐|小哥哥|美女|帅哥|亲爱的")  # whom it is said to
+_ZH_ADDRESS_WORDS = ("老板", "掌柜的", "掌柜", "店家", "小姐姐", "小哥哥", "美女", "帅哥", "亲爱的")  # whom it is said to
+_ZH_ADDRESS = re.compile("|".join(_ZH_ADDRESS_WORDS))
+# Polite openings that ask nothing themselves ("请问多久发货" asks what "多久发货" asks).
+_POLITE_OPENINGS = ("请问一下", "请问下", "请问", "我想问一下", "我想问下", "想问一下", "想问下", "问一下", "问下", "打扰一下",
+                    "麻烦问一下", "excuse me", "quick question", "may i ask", "can i ask", "i have a question")
+_LEAD_SEP = r"[\s,，.。!！?？~～、:：;；]"
 _EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay",
               "please", "there", "guys", "everyone", "team", "dear"}  # the last five: whom it is said to
 _PUNCT = re.compile(r"[\W_]+", re.U)
@@ -83,6 +88,7 @@ class IntentRules:
             name: _word_list(f"categories.{name}", lists) for name, lists in (spec.get("categories") or {}).items()
         }
         self._readings: OrderedDict[str, RuleReading] = OrderedDict()
+        self._lead = _lead_pattern(self._only["greeting"])
 
     @classmethod
     def from_file(cls, path: Path) -> IntentRules:
@@ -133,6 +139,14 @@ class IntentRules:
                 return name
         return None
 
+    def question_part(self, text: str) -> str:
+        """The message without the greeting or address in front ("你好，请问…", "hi there, where is…"), for the
+        FAQ: a greeting weighs in a match as much as the question's own words (a shop question prefixed with
+        你好 or hi was answered a third less often)."""
+        t = _clean(text)
+        rest = self._lead.sub("", t, count=1).strip()
+        return rest if rest != t and _residue(rest) else text
+
     def is_only(self, name: str, text: str) -> bool:
         """The message is (little more than) a word of list `name`: cancel, yes, no, none_of_these."""
         t = _clean(text)
@@ -154,6 +168,26 @@ def _word_list(where: str, table: Mapping[str, Any]) -> _WordList:
     if not all(isinstance(w, str) for words in lists for w in words):
         raise ValueError(f"intents.yaml: {where}: every word must be text (quote numbers and yes/no)")
     return _WordList(lists[0], lists[1])
+
+
+def _lead_pattern(greetings: _WordList) -> re.Pattern[str]:
+    """Greetings, address words and polite openings at the start of a message, with the particles and
+    punctuation after them.
+    A one-character word counts only before a pause (亲，… but not 亲子装), an English one as a whole word."""
+    words = (*greetings.zh, *greetings.en, *_ZH_ADDRESS_WORDS, *_POLITE_OPENINGS)
+    chinese = [w for w in words if not w.isascii()]
+    latin = sorted({w for w in words if w.isascii()}, key=len, reverse=True)
+    long = sorted((re.escape(w) for w in chinese if len(w) > 1), key=len, reverse=True)
+    short = [re.escape(w) for w in chinese if len(w) == 1]
+    alternatives = [f"(?:{'|'.join(long)})"] if long else []
+    if short:
+        alternatives.append(f"(?:{'|'.join(short)})(?={_LEAD_SEP})")
+    if latin:
+        english = "|".join(re.escape(w) for w in latin)
+        alternatives.append(rf"(?:{english})(?:\s+(?:there|guys|everyone|all|team))?\b")
+    if not alternatives:
+        return re.compile(r"(?!)")
+    return re.compile(rf"^(?:(?:{'|'.join(alternatives)})[啊呀哦吧呢啦哈嘛了的哟噢喔滴]*{_LEAD_SEP}*)+")
 
 
 def _clean(text: str) -> str:

@@ -27,6 +27,21 @@ def test_small_talk_only_when_that_is_all(text: str, expected: str | None) -> No
 
 
 @pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("你好，请问怎么退货", "怎么退货"), ("亲，在吗？运费多少", "运费多少"), ("老板你好，有发票吗", "有发票吗"),
+        ("您好请问多久发货", "多久发货"), ("hi there, where is my order", "where is my order"),
+        ("Hello! Where is my order?", "where is my order?"), ("excuse me, can I pay by card", "can i pay by card"),
+        # Not a greeting in front: kept as written.
+        ("亲子装有吗", "亲子装有吗"), ("his order is late", "his order is late"), ("怎么退货", "怎么退货"),
+        ("hello", "hello"), ("请问", "请问"),
+    ],
+)
+def test_the_question_part_leaves_greetings_and_polite_openings_out(text: str, question: str) -> None:
+    assert RULES.question_part(text) == question
+
+
+@pytest.mark.parametrize(
     "text", ["转人工", "我要找人工客服", "真人在吗", "I want to talk to a human", "can I speak to a person", "轉人工"]
 )
 def test_asking_for_a_person(text: str) -> None:
@@ -63,3 +78,5 @@ def test_yes_no_cancel_lists() -> None:
 def test_rules_never_raise(text: str) -> None:
     RULES.read(text)
     RULES.small_talk(text)
+    question = RULES.question_part(text)
+    assert question == text or question.strip()  # the whole message, or a rest that still says something
