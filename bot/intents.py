@@ -26,7 +26,8 @@ _POLITE_OPENINGS = ("请问一下", "请问下", "请问", "我想问一下", "�
                     "麻烦问一下", "excuse me", "quick question", "may i ask", "can i ask", "i have a question")
 _LEAD_SEP = r"[\s,，.。!！?？~～、:：;；]"
 _EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay",
-              "please", "there", "guys", "everyone", "team", "dear"}  # the last five: whom it is said to
+              "please", "there", "guys", "everyone", "team", "dear",  # whom it is said to
+              "lol", "haha", "hehe", "hmm", "um", "uh"}
 _PUNCT = re.compile(r"[\W_]+", re.U)
 _UPPER, _LOWER = re.compile("[A-Z]"), re.compile("[a-z]")
 SMALL_TALK = ("goodbye", "thanks", "greeting")

@@ -19,6 +19,7 @@ RULES = IntentRules.from_file(ROOT / "knowledge_base" / "intents.yaml")
         ("你好，我想问下退货怎么弄", None), ("hi, where is my parcel", None), ("好评返现怎么弄", None),
         ("謝謝", "thanks"), ("hi there", "greeting"), ("Hello everyone!", "greeting"), ("thanks guys", "thanks"),
         ("hi there, is there a discount", None), ("亲", "greeting"), ("哦", None), ("哈哈", None), ("oh", None),
+        ("thank u", "thanks"), ("cool", "thanks"), ("lol", None),
         ("老板你好", "greeting"), ("掌柜的在吗", "greeting"), ("谢谢老板", "thanks"), ("老板，这个冰箱有货吗", None),
     ],
 )
