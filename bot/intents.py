@@ -141,7 +141,7 @@ class IntentRules:
         return None
 
     def question_part(self, text: str) -> str:
-        """The message without the greeting or address in front ("你好，请问…", "hi there, where is…"), for the
+        """The message without the greeting, address or polite opening in front ("你好，请问…", "hi there, …"), for the
         FAQ: a greeting weighs in a match as much as the question's own words (a shop question prefixed with
         你好 or hi was answered a third less often)."""
         t = _clean(text)
@@ -173,8 +173,8 @@ def _word_list(where: str, table: Mapping[str, Any]) -> _WordList:
 
 def _lead_pattern(greetings: _WordList) -> re.Pattern[str]:
     """Greetings, address words and polite openings at the start of a message, with the particles and
-    punctuation after them.
-    A one-character word counts only before a pause (亲，… but not 亲子装), an English one as a whole word."""
+    punctuation after them. A one-character word counts only before a pause (亲，… but not 亲子装), an
+    English one as a whole word."""
     words = (*greetings.zh, *greetings.en, *_ZH_ADDRESS_WORDS, *_POLITE_OPENINGS)
     chinese = [w for w in words if not w.isascii()]
     latin = sorted({w for w in words if w.isascii()}, key=len, reverse=True)
@@ -186,8 +186,6 @@ def _lead_pattern(greetings: _WordList) -> re.Pattern[str]:
     if latin:
         english = "|".join(re.escape(w) for w in latin)
         alternatives.append(rf"(?:{english})(?:\s+(?:there|guys|everyone|all|team))?\b")
-    if not alternatives:
-        return re.compile(r"(?!)")
     return re.compile(rf"^(?:(?:{'|'.join(alternatives)})[啊呀哦吧呢啦哈嘛了的哟噢喔滴]*{_LEAD_SEP}*)+")
 
 
