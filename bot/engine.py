@@ -353,16 +353,15 @@ class ConversationEngine:
         if reading.filler:
             self._unclear(state, out)
             return
-        await self._answer_faq(state, msg, text, lang, out)
+        await self._answer_faq(state, msg, reading.question, lang, out)
 
     def _unclear(self, state: ConversationState, out: _Speaker) -> None:
         """Nothing to look up (emoji, 哦, 哈哈): ask to rephrase; counted as a miss towards offering a person."""
         out.say("unclear", intent="unclear", offer_agent=state.fallback_streak + 1 >= self._handoff.fallbacks_before_offer,
                 decision="fallback")
 
-    async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, text: str, lang: str,
+    async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, question: str, lang: str,
                           out: _Speaker) -> None:
-        question = self._rules.question_part(text)  # without "你好，" or "hi there,"
         await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
         result = self.matcher.match(question, lang=lang)
         if result.decision == "answer":

@@ -51,6 +51,7 @@ class RuleReading:
     agitated: bool
     return_request: bool
     filler: bool  # nothing but particles and fillers (哦, 哈哈, oh): no question to look up
+    question: str  # what to ask the FAQ: the message without a greeting or polite opening in front
 
 
 class _WordList:
@@ -122,6 +123,7 @@ class IntentRules:
             agitated=agitated,
             return_request=self._any["return_request"].found_in(t),
             filler=not _residue(t),
+            question=self.question_part(text),
         )
 
     def small_talk(self, text: str) -> str | None:
