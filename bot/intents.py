@@ -25,9 +25,9 @@ _ZH_ADDRESS = re.compile("|".join(_ZH_ADDRESS_WORDS))
 _POLITE_OPENINGS = ("请问一下", "请问下", "请问", "我想问一下", "我想问下", "想问一下", "想问下", "问一下", "问下", "打扰一下",
                     "麻烦问一下", "excuse me", "quick question", "may i ask", "can i ask", "i have a question")
 _LEAD_SEP = r"[\s,，.。!！?？~～、:：;；]"
-_EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "all", "your", "help", "and", "oh", "ok", "okay",
-              "please", "there", "guys", "everyone", "team", "dear",  # whom it is said to
-              "lol", "haha", "hehe", "hmm", "um", "uh"}
+_EN_ADDRESS_WORDS = ("there", "guys", "everyone", "all", "team", "dear")  # whom it is said to: "hi there"
+_EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "your", "help", "and", "oh", "ok", "okay",
+              "please", "lol", "haha", "hehe", "hmm", "um", "uh", *_EN_ADDRESS_WORDS}
 _PUNCT = re.compile(r"[\W_]+", re.U)
 _UPPER, _LOWER = re.compile("[A-Z]"), re.compile("[a-z]")
 SMALL_TALK = ("goodbye", "thanks", "greeting")
@@ -187,7 +187,7 @@ def _lead_pattern(greetings: _WordList) -> re.Pattern[str]:
         alternatives.append(f"(?:{'|'.join(short)})(?={_LEAD_SEP})")
     if latin:
         english = "|".join(re.escape(w) for w in latin)
-        alternatives.append(rf"(?:{english})(?:\s+(?:there|guys|everyone|all|team))?\b")
+        alternatives.append(rf"(?:{english})(?:\s+(?:{'|'.join(_EN_ADDRESS_WORDS)}))?\b")
     return re.compile(rf"^(?:(?:{'|'.join(alternatives)})[啊呀哦吧呢啦哈嘛了的哟噢喔滴]*{_LEAD_SEP}*)+")
 
 
