@@ -123,7 +123,7 @@ class IntentRules:
             agitated=agitated,
             return_request=self._any["return_request"].found_in(t),
             filler=not _residue(t),
-            question=self.question_part(text),
+            question=self._question(t, text),
         )
 
     def small_talk(self, text: str) -> str | None:
@@ -146,7 +146,9 @@ class IntentRules:
         """The message without the greeting, address or polite opening in front ("你好，请问…", "hi there, …"), for the
         FAQ: a greeting weighs in a match as much as the question's own words (a shop question prefixed with
         你好 or hi was answered a third less often)."""
-        t = _clean(text)
+        return self._question(_clean(text), text)
+
+    def _question(self, t: str, text: str) -> str:
         rest = self._lead.sub("", t, count=1).strip()
         return rest if rest != t and _residue(rest) else text
 
