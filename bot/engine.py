@@ -330,8 +330,15 @@ class ConversationEngine:
             return
         if reading.agitated:
             turn.record(ev.EMOTION, emotion="agitated", text=text)
-            out.say("agitated", intent="agitated")
-            await self._hand_over(state, msg, out, "agitated")
+            # The norms: calm the customer, then steer to the concrete problem. One the FAQ answers outright is
+            # answered; anything else goes to a person.
+            result = await self._match(reading.question, lang)
+            sure = result.decision == "answer"
+            out.say("agitated", intent="agitated", answering=sure)
+            if sure:
+                await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
+            else:
+                await self._hand_over(state, msg, out, "agitated")
             return
         if reading.return_request:
             await self._flow.start(text, out)
@@ -362,8 +369,7 @@ class ConversationEngine:
 
     async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, question: str, lang: str,
                           out: _Speaker) -> None:
-        await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
-        result = self.matcher.match(question, lang=lang)
+        result = await self._match(question, lang)
         if result.decision == "answer":
             await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
         elif result.decision == "clarify":
@@ -385,6 +391,10 @@ class ConversationEngine:
                     offer_agent=streak and not hand_over)
             if hand_over:
                 await self._hand_over(state, msg, out, "vip" if vip and not streak else "fallbacks")
+
+    async def _match(self, question: str, lang: str) -> MatchResult:
+        await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
+        return self.matcher.match(question, lang=lang)
 
     async def _give_answer(self, state: ConversationState, msg: IncomingMessage, entry_id: str, out: _Speaker,
                            result: MatchResult | None = None) -> None:

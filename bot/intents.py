@@ -60,7 +60,7 @@ class _WordList:
 
     def __init__(self, zh: Sequence[str], en: Sequence[str]) -> None:
         self.zh = tuple(w for w in sorted((_clean(w) for w in zh), key=len, reverse=True) if w)
-        self.en = tuple(_clean(w) for w in en)
+        self.en = tuple(w for w in sorted((_clean(w) for w in en), key=len, reverse=True) if w)
         parts = [re.escape(w) for w in self.zh]
         if self.en:
             parts.append(r"(?<![a-z0-9'])(?:" + "|".join(re.escape(w) for w in self.en) + r")(?![a-z0-9'])")
@@ -86,6 +86,8 @@ class IntentRules:
         )
         self._any = {name: words(name, "any") for name in ("human", "complaint", "major", "agitation", "return_request")}
         self._human_not = words("human", "not")
+        # Words that ask for a person or show anger when they are the whole message (人工, 滚), not inside one.
+        self._alone = {name: words(name, "only") for name in ("human", "agitation")}
         self._categories = {
             name: _word_list(f"categories.{name}", lists) for name, lists in (spec.get("categories") or {}).items()
         }
@@ -109,10 +111,10 @@ class IntentRules:
 
     def _read(self, text: str) -> RuleReading:
         t = _clean(text)
-        human = self._any["human"].found_in(self._human_not.strip_from(t))
+        human = self._any["human"].found_in(self._human_not.strip_from(t)) or _is_only(self._alone["human"], t)
         major = self._any["major"].found_in(t)
         complaint_word = self._any["complaint"].found_in(t)
-        agitated = self._any["agitation"].found_in(t) or _shouting(text)
+        agitated = self._any["agitation"].found_in(t) or _is_only(self._alone["agitation"], t) or _shouting(text)
         complaint = None
         if major or complaint_word:
             complaint = Complaint("major" if major else "general", self._category(t))
@@ -134,8 +136,7 @@ class IntentRules:
         if _residue(self._small_talk.strip_from(t)):
             return None
         for name in SMALL_TALK:  # one kind says it all ("你好" is a greeting, though 好 is a thanks word)
-            words = self._only[name]
-            if words.found_in(t) and not _residue(words.strip_from(t)):
+            if _is_only(self._only[name], t):
                 return name
         for name in SMALL_TALK:  # a mix: goodbye, then thanks, then greeting
             if self._only[name].found_in(t):
@@ -154,9 +155,7 @@ class IntentRules:
 
     def is_only(self, name: str, text: str) -> bool:
         """The message is (little more than) a word of list `name`: cancel, yes, no, none_of_these."""
-        t = _clean(text)
-        words = self._only[name]
-        return words.found_in(t) and not _residue(words.strip_from(t))
+        return _is_only(self._only[name], _clean(text))
 
     def category(self, text: str) -> str:
         return self._category(_clean(text))
@@ -173,6 +172,11 @@ def _word_list(where: str, table: Mapping[str, Any]) -> _WordList:
     if not all(isinstance(w, str) for words in lists for w in words):
         raise ValueError(f"intents.yaml: {where}: every word must be text (quote numbers and yes/no)")
     return _WordList(lists[0], lists[1])
+
+
+def _is_only(words: _WordList, t: str) -> bool:
+    """`t` is (little more than) one of `words`."""
+    return words.found_in(t) and not _residue(words.strip_from(t))
 
 
 def _lead_pattern(greetings: _WordList) -> re.Pattern[str]:

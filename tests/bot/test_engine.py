@@ -193,7 +193,17 @@ async def test_general_complaints_are_classified(small: ConversationEngine, cloc
 
 async def test_agitated_customer_gets_the_calming_line(small: ConversationEngine, clock: FakeClock) -> None:
     text = await ask(small, clock, "气死我了，到底怎么回事！！！")
-    assert "我非常理解您的心情" in text
+    assert "我非常理解您的心情" in text and "请您告诉我具体遇到了什么问题" in text
+    assert (await small.state("web", "c1")).status == "queued"
+
+
+async def test_an_agitated_customer_whose_question_the_faq_answers_is_calmed_then_answered(
+        small: ConversationEngine, clock: FakeClock) -> None:
+    """The norms: calm first, then steer to the concrete problem; a person is not needed for a known answer."""
+    text = await ask(small, clock, "气死了，七天无理由退货怎么申请？")
+    assert "我非常理解您的心情" in text and "签收后7天内无理由退货" in text
+    assert "请您告诉我具体遇到了什么问题" not in text
+    assert (await small.state("web", "c1")).status == "bot"
 
 
 async def test_order_status_from_the_demo_provider(small: ConversationEngine, clock: FakeClock,

@@ -21,6 +21,9 @@ RULES = IntentRules.from_file(ROOT / "knowledge_base" / "intents.yaml")
         ("hi there, is there a discount", None), ("亲", "greeting"), ("哦", None), ("哈哈", None), ("oh", None),
         ("thank u", "thanks"), ("cool", "thanks"), ("lol", None),
         ("老板你好", "greeting"), ("掌柜的在吗", "greeting"), ("谢谢老板", "thanks"), ("老板，这个冰箱有货吗", None),
+        # The answer to "请问还有什么可以帮您的吗？"
+        ("没有", "goodbye"), ("没了", "goodbye"), ("暂时没有了，谢谢", "goodbye"), ("no thanks", "goodbye"),
+        ("nope, that's it", "goodbye"), ("No, that's all.", "goodbye"),
     ],
 )
 def test_small_talk_only_when_that_is_all(text: str, expected: str | None) -> None:
@@ -49,9 +52,51 @@ def test_asking_for_a_person(text: str) -> None:
     assert RULES.read(text).wants_human
 
 
-@pytest.mark.parametrize("text", ["人工智能扫地机有哪些", "how do I return an item"])
+@pytest.mark.parametrize("text", ["人工", "agent", "I need to speak with someone from your team", "别跟我机器人聊了 给我找个人"])
+def test_asking_for_a_person_in_a_word_or_in_other_words(text: str) -> None:
+    assert RULES.read(text).wants_human
+
+
+@pytest.mark.parametrize("text", ["人工智能扫地机有哪些", "how do I return an item", "安装的人工费怎么算",
+                                  "is the table handmade or is it human made"])
 def test_not_asking_for_a_person(text: str) -> None:
     assert not RULES.read(text).wants_human
+
+
+@pytest.mark.parametrize("text", [
+    "扫地机器人的滚刷怎么拆下来清理", "我买的滚筒洗衣机不脱水", "扫地机器人充电到一半就停了怎么回事", "热水器烧水要多久，水烧了半小时还不热",
+    "油烟机吸烟效果怎么样，做饭冒烟多吗", "最近搞什么活动吗", "how long do I press the wifi button on the robot vacuum?",
+    "do you have a social media account?", "can the fire tv stick work with your smart tv?",
+    "this sofa is so comfortable my back doesn't hurt anymore", "worst case, can I return it after 7 days?",
+])
+def test_ordinary_questions_are_not_read_as_complaints_or_anger(text: str) -> None:
+    """A rule word inside a product name or a calm question (滚筒, 充电到, fire tv) sent the customer to the
+    queue as angry or as a safety incident instead of answering."""
+    reading = RULES.read(text)
+    assert reading.complaint is None and not reading.agitated and not reading.wants_human
+
+
+# Sample-shop entries that are about exactly what a rule handles: a safety incident, a complaint, starting a return.
+_ABOUT_A_RULE = {"en-repair_warranty-safety", "zh-repair_warranty-safety", "zh-contact-complaint",
+                 "en-returns-how", "en-returns-defective", "zh-returns-7day", "zh-returns-info-needed"}
+
+
+def test_the_sample_shops_questions_reach_the_faq() -> None:
+    """Rules run before the FAQ: a rule word in an FAQ phrasing would keep customers from its answer."""
+    from bot.knowledge import load_dir
+
+    caught = []
+    for entry in load_dir(ROOT / "knowledge_base").entries:
+        for phrasing in entry.phrasings:
+            r = RULES.read(phrasing)
+            if r.complaint or r.agitated or r.wants_human or r.return_request or r.small_talk:
+                caught.append(entry.id)
+    assert caught and set(caught) <= _ABOUT_A_RULE
+
+
+@pytest.mark.parametrize("text", ["滚！", "你给我滚", "无语"])
+def test_anger_in_a_word(text: str) -> None:
+    assert RULES.read(text).agitated
 
 
 def test_complaint_severity_and_category() -> None:
@@ -73,6 +118,9 @@ def test_yes_no_cancel_lists() -> None:
     assert RULES.is_only("yes", "确认") and RULES.is_only("yes", "好的")
     assert RULES.is_only("no", "修改") and not RULES.is_only("yes", "修改")
     assert RULES.is_only("cancel", "算了") and not RULES.is_only("cancel", "取消订单怎么操作")
+    assert RULES.is_only("cancel", "那算了")
+    # Longer phrases first: "none" alone used to match and leave "of these" behind.
+    assert all(RULES.is_only("none_of_these", t) for t in ("none of these", "none of them", "不是这个"))
 
 
 @given(st.text(max_size=300))
