@@ -176,7 +176,7 @@ class WechatChannel:
         """Signature and freshness from the query string alone, before the body is read."""
         q = request.query
         signature, timestamp, nonce = q.get("signature", ""), q.get("timestamp", ""), q.get("nonce", "")
-        if not (signature and nonce and timestamp.isdigit() and len(timestamp) <= 12):
+        if not (signature and nonce and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             raise web.HTTPForbidden(text="signature, timestamp and nonce required")
         if abs(self._clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
             raise web.HTTPForbidden(text="stale timestamp")

@@ -91,6 +91,8 @@ def _fields(body: bytes) -> dict[str, str]:
         parser.Parse(body, True)
     except expat.ExpatError as exc:
         raise WechatXmlError(f"malformed XML: {exc}") from None
+    except (ValueError, LookupError) as exc:  # an encoding expat cannot read (GBK, an unknown name): WeChat sends UTF-8
+        raise WechatXmlError(f"unsupported XML encoding: {exc}") from None
     return fields
 
 

@@ -189,7 +189,7 @@ async def test_url_verification_echoes_echostr_only_for_a_good_signature(wx: Har
     assert (await wx.client.get(wx.path, params=wx.query())).status == 400
 
 
-@pytest.mark.parametrize("case", ["wrong_token", "stale", "future", "missing", "not_digits"])
+@pytest.mark.parametrize("case", ["wrong_token", "stale", "future", "missing", "not_digits", "superscript_digit"])
 async def test_unauthenticated_posts_are_refused_and_nothing_is_stored(wx: Harness, case: str) -> None:
     q = {
         "wrong_token": wx.query(token="attacker"),
@@ -197,6 +197,7 @@ async def test_unauthenticated_posts_are_refused_and_nothing_is_stored(wx: Harne
         "future": wx.query(timestamp=wx.now() + 601),
         "missing": {},
         "not_digits": {**wx.query(), "timestamp": "12ab"},
+        "superscript_digit": {**wx.query(), "timestamp": "²"},  # str.isdigit() says yes, int() said 500
     }[case]
     answer = await wx.post(message("o-eve", "text", Content="可以开发票吗", MsgId="1", create_time=wx.now()),
                            params=q)
@@ -229,6 +230,9 @@ HOSTILE = {
     "bad_create_time": message("o-eve", "text", Content="hi", MsgId="9", create_time=0).replace(
         "<CreateTime>0</CreateTime>", "<CreateTime>yesterday</CreateTime>"),
     "other_account": message("o-eve", "text", Content="hi", MsgId="9", create_time=1, to="gh_someone_else"),
+    "gbk_declared": '<?xml version="1.0" encoding="GBK"?>' + message("o-eve", "text", Content="hi", MsgId="9",
+                                                                     create_time=1),
+    "unknown_encoding": '<?xml version="1.0" encoding="x-nope"?><xml><ToUserName>gh_x</ToUserName></xml>',
 }
 
 
