@@ -280,20 +280,21 @@ class ConversationEngine:
         if msg.kind == "unsubscribe":
             turn.record("unsubscribed")
             return
-        if msg.kind == "menu" and msg.meta.get("faq_id") in self._entries:
-            await self._give_answer(state, msg, msg.meta["faq_id"], out)
-            return
-        if msg.kind != "text":
-            out.say("media_received", intent="media", kind=msg.kind)
-            return
         if state.status == "queued":
-            # Kept for the agent; the bot stays quiet unless the customer takes the request back.
-            if text and self._rules.is_only("cancel", text):
+            # Kept for the agent (a photo, a menu click too); the bot stays quiet unless the customer takes the
+            # request back.
+            if msg.kind == "text" and text and self._rules.is_only("cancel", text):
                 turn.record(ev.HANDOFF_CANCELLED)
                 turn.handoff_cancelled = True
                 out.say("handoff_cancelled", intent="handoff")
             return
         if state.status == "agent":
+            return
+        if msg.kind == "menu" and msg.meta.get("faq_id") in self._entries:
+            await self._give_answer(state, msg, msg.meta["faq_id"], out)
+            return
+        if msg.kind != "text":
+            out.say("media_received", intent="media", kind=msg.kind)
             return
         if not text:
             out.say("empty", intent="empty")

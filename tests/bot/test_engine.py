@@ -408,3 +408,15 @@ async def test_a_new_question_is_encoded_off_the_event_loop(small: ConversationE
     assert len(threads) == 1 and threads[0] != threading.get_ident()
     await ask(small, clock, question, customer="c2")
     assert len(threads) == 1  # the second time, neither the model nor a thread
+
+
+async def test_a_photo_or_menu_click_while_waiting_for_a_person_is_kept_for_them_not_answered(
+        small: ConversationEngine, clock: FakeClock, store: SqliteStore) -> None:
+    """The bot used to answer a photo with "please describe it in words" over the head of the agent-to-be."""
+    await ask(small, clock, "转人工")
+    assert (await small.state("web", "c1")).status == "queued"
+    assert await small.handle(msg(clock, "", kind="image", mid="p1")) == []
+    assert await small.handle(IncomingMessage("web", "c1", "", clock.now(), kind="menu", channel_msg_id="m1",
+                                              meta={"faq_id": ENTRIES[0].id})) == []
+    kinds = [e.data["kind"] for e in await store.events("web:c1") if e.type == "customer_message"]
+    assert kinds == ["text", "image", "menu"]
