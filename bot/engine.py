@@ -26,7 +26,7 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import Normalizer, detect_lang, has_cjk, is_traditional, to_simplified, to_traditional
+from bot.normalize import Normalizer, detect_lang, has_cjk, to_simplified, to_traditional, written_traditional
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
@@ -38,6 +38,7 @@ DEDUP_WAIT = 4.0  # seconds a repeat waits for the first delivery's replies (WeC
 DEDUP_POLL = 0.05
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
 _PICK = re.compile(r"^\s*(?:第\s*)?([1-9])\s*(?:个|号|条|项|\.|、)?\s*$")
+_ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -260,7 +261,8 @@ class ConversationEngine:
     async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
         text = clean_text(msg.text)
         lang = _lang_of(text, state.lang) or state.lang or self._shop.default_lang
-        traditional = is_traditional(text) if has_cjk(text) else state.traditional
+        script = written_traditional(text)
+        traditional = state.traditional if script is None else script
         media = {k: v for k, v in msg.meta.items() if k in MEDIA_FIELDS and isinstance(v, str) and v}
         turn.record(
             ev.CUSTOMER_MESSAGE,
@@ -536,11 +538,12 @@ def clean_text(text: str) -> str:
 def _lang_of(text: str, current: str | None) -> str | None:
     """The language a message is written in, or None when it does not say (digits, emoji, "ok").
 
-    One Latin word ("ok", "thx", "iPhone") inside a Chinese conversation is not a switch to English."""
+    A few Latin words inside a Chinese conversation ("ok thanks", a model name like "X2 Pro Max", an e-mail
+    address) are not a switch to English: that takes a sentence of three words or more."""
     if has_cjk(text):
         return "zh"
-    words = re.findall(r"[A-Za-z]{2,}", text)
-    if not words or (current not in (None, "en") and len(words) < 2):
+    words = re.findall(r"[A-Za-z]{2,}", _ADDRESSES.sub(" ", text))
+    if not words or (current not in (None, "en") and len(words) < 3):
         return None
     return detect_lang(text)
 

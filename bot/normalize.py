@@ -50,18 +50,28 @@ def to_simplified(text: str) -> str:
     return text
 
 
+# Traditional characters as Taiwan and Hong Kong readers write them (為, 核實, 床): OpenCC's plain s2t gives the
+# historical forms (爲, 覈實, 牀), which read as odd.
+_TO_TRADITIONAL = "s2tw"
+
+
 @lru_cache(maxsize=512)
 def to_traditional(text: str) -> str:
     """Simplified → traditional Chinese, for answering a customer in the script they wrote in.
 
     Kept for recent texts: replies are rendered from a few templates, and OpenCC takes ~50 µs a reply."""
-    return _convert("s2t", text)
+    return _convert(_TO_TRADITIONAL, text)
 
 
-def is_traditional(text: str) -> bool:
-    """True when the text has Chinese characters that traditional → simplified conversion changes."""
+def written_traditional(text: str) -> bool | None:
+    """Which script the text shows: True traditional, False simplified, None when its Chinese reads the same
+    in both (好的, 嗯嗯, 谢谢 is simplified but 好 is both) or it has none; then the conversation keeps its own."""
     han = "".join(_CJK_RUN_RE.findall(text))
-    return bool(han) and to_simplified(han) != han
+    if not han:
+        return None
+    if to_simplified(han) != han:
+        return True
+    return False if to_traditional(han) != han else None
 
 
 def has_cjk(text: str) -> bool:
@@ -114,7 +124,7 @@ class Normalizer:
     def __init__(self, synonyms: Mapping[str, Sequence[Sequence[str]]] | None = None) -> None:
         synonyms = synonyms or {}
         # Loading a converter's dictionaries takes ~40 ms: at start-up, not during a customer's first question.
-        _converter("t2s"), _converter("s2t")
+        _converter("t2s"), _converter(_TO_TRADITIONAL)
         self._zh = _compile_synonyms(synonyms.get("zh", ()), whole_words=False)
         self._en = _compile_synonyms(synonyms.get("en", ()), whole_words=True)
 

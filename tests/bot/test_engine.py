@@ -420,3 +420,15 @@ async def test_a_photo_or_menu_click_while_waiting_for_a_person_is_kept_for_them
                                               meta={"faq_id": ENTRIES[0].id})) == []
     kinds = [e.data["kind"] for e in await store.events("web:c1") if e.type == "customer_message"]
     assert kinds == ["text", "image", "menu"]
+
+
+async def test_the_conversation_keeps_its_script_and_language_until_a_message_clearly_shows_another(
+        small: ConversationEngine, clock: FakeClock) -> None:
+    """好的 reads the same in both scripts and used to switch a traditional conversation to simplified; two
+    Latin words ("ok thanks", a model name, an e-mail address) switched a Chinese one to English."""
+    assert "申請發票" in await ask(small, clock, "請問可以開發票嗎")
+    assert "不客氣" in await ask(small, clock, "好的")
+    assert "不客氣" in await ask(small, clock, "ok thanks")
+    assert "申請發票" in await ask(small, clock, "X2 Pro Max 可以開發票嗎")
+    assert "申请发票" in await ask(small, clock, "可以开发票吗")  # simplified characters: simplified from here on
+    assert [r.lang for r in await small.handle(msg(clock, "can I get an invoice"))] == ["en"]  # a sentence: English

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.normalize import Normalizer, detect_lang, is_traditional, to_simplified, to_traditional
+from bot.normalize import Normalizer, detect_lang, to_simplified, to_traditional, written_traditional
 
 SYNONYMS = {
     "zh": [["运费", "邮费", "快递费"], ["发货", "出货"]],
@@ -27,11 +27,15 @@ def test_conversion_is_applied_until_stable() -> None:
     assert to_simplified(once) == once
 
 
-def test_is_traditional_only_for_changed_chinese() -> None:
-    assert is_traditional("請問怎麼退貨")
-    assert not is_traditional("请问怎么退货")
-    assert not is_traditional("hello")
-    assert not is_traditional("")
+def test_the_script_a_text_shows_and_none_when_it_reads_the_same_in_both() -> None:
+    assert written_traditional("請問怎麼退貨") is True
+    assert written_traditional("请问怎么退货") is False
+    assert written_traditional("好的") is None and written_traditional("嗯嗯") is None
+    assert written_traditional("hello") is None and written_traditional("") is None
+
+
+def test_traditional_replies_use_the_forms_taiwan_and_hong_kong_readers_write() -> None:
+    assert to_traditional("为您核实，实木双人床") == "為您核實，實木雙人床"  # not 爲, 覈實, 牀
 
 
 def test_detect_lang() -> None:
@@ -58,7 +62,7 @@ def test_surrogates_nul_and_long_texts_do_not_fail() -> None:
     assert normalize("a\ud800b\x00c") == "ab c"
     assert normalize("退" * 10_000) == "退" * 10_000
     assert to_simplified("運\udfff費") == "运费"
-    assert not is_traditional("\ud800")
+    assert written_traditional("\ud800") is None
 
 
 def test_chinese_synonyms_replace_substrings_longest_first() -> None:
@@ -108,5 +112,5 @@ def test_cjk_and_full_width_texts_are_idempotent(text: str) -> None:
 def test_long_texts(text: str) -> None:
     assert isinstance(Normalizer()(text), str)
     assert isinstance(detect_lang(text), str)
-    assert isinstance(is_traditional(text), bool)
+    assert written_traditional(text) in (True, False, None)
     assert isinstance(to_traditional(text), str)
