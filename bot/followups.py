@@ -35,7 +35,11 @@ GRACE = timedelta(hours=1)  # a job found overdue at start-up fires if it is at 
 VISIT_ANSWER_WINDOW = timedelta(days=2)
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=48)  # WeChat: pushes only within 48 h of the customer's last message
 WINDOW_CHANNELS = ("wechat",)
+WINDOW_MARGIN = timedelta(hours=2)  # a follow-up a window would shut out is sent this long before it closes
 SILENT_KINDS = (VISIT_EXPIRE,)  # bookkeeping jobs: nothing is sent, so quiet hours do not apply
+# "Are you still there?" and the idle close make sense minutes after the customer's last message: in quiet
+# hours they are dropped, not sent out of context the next morning (the conversation stays as it was).
+MOMENTARY_KINDS = (NUDGE, IDLE_CLOSE)
 
 
 class Timer(Protocol):
@@ -67,13 +71,23 @@ class Followups:
         closed = next((e for e in events if e.type == ev.CLOSED), None)
         jobs = []
         if closed is not None:
-            if closed.data.get("reason") != "idle":
-                jobs.append(self.job(SURVEY, conversation_id, now + timedelta(minutes=self._settings.survey_delay_minutes)))
+            # After a complaint the follow-up visit asks how it went; a survey on top would ask twice.
             if closed.data.get("complaint"):
-                jobs.append(self.job(VISIT, conversation_id, now + timedelta(days=self._settings.complaint_visit_days)))
+                jobs.append(self.job(VISIT, conversation_id, self._visit_time(conversation_id, after, now)))
+            elif closed.data.get("reason") != "idle":
+                jobs.append(self.job(SURVEY, conversation_id, now + timedelta(minutes=self._settings.survey_delay_minutes)))
         elif after.status == "bot" and (after.flow is not None or after.pending_choices) and ev.BOT_REPLY in types:
             jobs.append(self.job(NUDGE, conversation_id, now + timedelta(minutes=self._settings.nudge_after_minutes)))
         return jobs
+
+    def _visit_time(self, conversation_id: str, after: ConversationState, now: datetime) -> datetime:
+        """The configured days after the close, or sooner where the channel reaches the customer only within
+        48 hours of their last message (WeChat): before that closes, outside quiet hours. The norms ask for
+        the visit within three days; skipped for the window, it never came at all."""
+        due = now + timedelta(days=self._settings.complaint_visit_days)
+        if conversation_id.partition(":")[0] in WINDOW_CHANNELS and after.last_customer_at is not None:
+            due = min(due, self._before_quiet(after.last_customer_at + CUSTOMER_SERVICE_WINDOW - WINDOW_MARGIN))
+        return max(due, now)
 
     async def react(self, conversation_id: str, before: ConversationState, after: ConversationState,
                     events: Sequence[Event], *, started: Sequence[dict[str, Any]] | None = None) -> None:
@@ -107,8 +121,9 @@ class Followups:
 
     def job(self, kind: str, conversation_id: str, due: datetime, *,
             data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A new pending job record; a job that sends something is moved out of the quiet hours."""
-        if kind not in SILENT_KINDS:
+        """A new pending job record; a job that sends something is moved out of the quiet hours (one that
+        makes sense only now is dropped when it comes due in them instead)."""
+        if kind not in SILENT_KINDS + MOMENTARY_KINDS:
             due = self.allowed_time(due)
         return {"id": f"{kind}-{secrets.token_hex(6)}", "kind": kind, "conversation_id": conversation_id,
                 "due_at": due.timestamp(), "due": due.isoformat(), "status": "pending", "attempts": 0,
@@ -153,6 +168,15 @@ class Followups:
         day = local.date() if t < end else local.date() + timedelta(days=1)
         return datetime.combine(day, end, tzinfo=local.tzinfo)
 
+    def _before_quiet(self, when: datetime) -> datetime:
+        """`when`, or the last minute before the quiet hours it falls in began."""
+        local = when.astimezone(self._clock.now().tzinfo)
+        if self.allowed_time(local) == local:
+            return local
+        start = self._quiet[0]
+        day = local.date() if local.timetz().replace(tzinfo=None) >= start else local.date() - timedelta(days=1)
+        return datetime.combine(day, start, tzinfo=local.tzinfo) - timedelta(minutes=1)
+
     # -- running ----------------------------------------------------------------------------------
 
     async def run_due(self, *, startup: bool = False) -> int:
@@ -181,11 +205,14 @@ class Followups:
             return False
         if not await self._store.job_transition(job_id, "pending", "running", claimed_at=now.isoformat()):
             return False  # another worker has it
-        if job["kind"] not in SILENT_KINDS:
-            allowed = self.allowed_time(now)
-            if allowed > now:
-                await self._requeue(job, allowed, attempts=job["attempts"])
+        if job["kind"] not in SILENT_KINDS and self.allowed_time(now) > now:
+            if job["kind"] in MOMENTARY_KINDS:
+                await self._store.job_transition(job_id, "running", "skipped", finished_at=now.isoformat())
+                await self._log(job["conversation_id"], "followup_skipped", job_id=job_id, kind=job["kind"],
+                                reason="quiet_hours")
                 return False
+            await self._requeue(job, self.allowed_time(now), attempts=job["attempts"])
+            return False
         try:
             outcome = await self._fire(job)
         except Undeliverable as exc:  # e.g. WeChat's 45015: a retry cannot succeed, so do not schedule one

@@ -108,7 +108,7 @@ async def test_complaint_visit_three_days_after_close_and_no_reopens(
     await engine.desk.claim("web:a", agent)
     await engine.desk.close("web:a", agent, resolved=True, category="logistics")
     kinds = sorted(j["kind"] for j in await store.jobs(conversation_id="web:a", status="pending"))
-    assert kinds == ["complaint_visit", "survey"]
+    assert kinds == ["complaint_visit"]  # the visit asks how it went: no survey on top of it
     visit = next(j for j in await store.jobs(status="pending") if j["kind"] == "complaint_visit")
     assert datetime.fromisoformat(visit["due"]) == datetime(2026, 11, 27, 10, 0, tzinfo=SHANGHAI)
     clock.advance(days=3)
@@ -191,6 +191,41 @@ async def test_quiet_hours_move_a_job_to_the_morning(settings: Settings, store: 
                                                                                        tzinfo=SHANGHAI)
     noon = datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)
     assert f.allowed_time(noon) == noon
+
+
+async def test_a_nudge_due_in_quiet_hours_is_dropped_not_sent_the_next_morning(
+        settings: Settings, store: SqliteStore, outbox: FlakyOutbox) -> None:
+    evening = FakeClock(datetime(2026, 11, 24, 20, 58, tzinfo=SHANGHAI))
+    engine = make(settings, store, evening, outbox)
+    await say(engine, evening, "我要退货")  # the bot now waits for an order number
+    [job] = await store.jobs(status="pending")
+    assert datetime.fromisoformat(job["due"]) == datetime(2026, 11, 24, 21, 3, tzinfo=SHANGHAI)
+    evening.advance(minutes=5)
+    assert await engine.followups.run_due() == 0
+    evening.advance(hours=13)
+    assert await engine.followups.run_due() == 0
+    assert outbox.sent == []
+    skipped = [e.data for e in await store.events("web:a") if e.type == "followup_skipped"]
+    assert [(s["kind"], s["reason"]) for s in skipped] == [("nudge", "quiet_hours")]
+    assert "哪件**商品**" in await say(engine, evening, "E20261118001234")  # the flow goes on where it was
+
+
+async def test_a_wechat_complaint_visit_comes_while_wechat_still_lets_the_shop_write(
+        settings: Settings, store: SqliteStore, clock: FakeClock, outbox: FlakyOutbox) -> None:
+    """Three days after the close is past WeChat's 48 hours: the visit was always skipped there."""
+    engine = make(settings, store, clock, outbox, channel="wechat")
+    agent = await create_agent(store, "wang", "password-1")
+    await say(engine, clock, "我要投诉，快递太慢了", customer="o-1", channel="wechat")
+    last_message = clock.now()
+    await engine.desk.claim("wechat:o-1", agent)
+    await engine.desk.close("wechat:o-1", agent, resolved=True, category="logistics")
+    [visit] = await store.jobs(status="pending")
+    due = datetime.fromisoformat(visit["due"])
+    assert visit["kind"] == "complaint_visit" and due < last_message + timedelta(hours=48)
+    assert engine.followups.allowed_time(due) == due  # not in quiet hours
+    clock.advance(seconds=(due - clock.now()).total_seconds())
+    assert await engine.followups.run_due() == 1
+    assert any("回访" in t for t in outbox.texts())
 
 
 async def test_failed_sends_retry_with_backoff_then_give_up(settings: Settings, store: SqliteStore,
