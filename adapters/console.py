@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.session import COOKIE, CSRF_HEADER, CSRF_VALUE, Sessions, error, explained, json_body
 from adapters.wsutil import send_json
-from bot.auth import Agent, AuthError, list_agents, login, logout, update_agent
+from bot.auth import Agent, AuthError, list_agents, login, logout, session_agent, update_agent
 from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.handoff import HandoffDesk
@@ -25,8 +26,20 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "console_static"
 MAX_TEXT = 4000
 CANNED_TEMPLATES = ("greeting", "agitated", "thanks", "goodbye", "fallback", "wait_update")
+# A console socket whose session ended (logout, expiry, disabled account) is closed with this application
+# code (4000-4999 are free for applications); console.js shows "logged out, please log in again" for it.
+LOGGED_OUT = 4001
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class _Console:
+    """One open console socket: whose session it belongs to and what it watches."""
+
+    agent: Agent
+    token: str
+    watched: set[str] = field(default_factory=set)
 
 
 class ConsoleChannel:
@@ -35,7 +48,7 @@ class ConsoleChannel:
         self._settings = settings
         self._store = store
         self._engine = engine
-        self._sockets: dict[web.WebSocketResponse, tuple[Agent, set[str]]] = {}
+        self._sockets: dict[web.WebSocketResponse, _Console] = {}
         self._sessions = Sessions(settings.secrets.secret_key, store)
 
     @property
@@ -100,7 +113,12 @@ class ConsoleChannel:
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        await logout(self._store(), self._secret, request.cookies.get(COOKIE))
+        token = request.cookies.get(COOKIE)
+        await logout(self._store(), self._secret, token)
+        # The session's other tabs on this worker go at once; those on other workers at their next push or
+        # ping, when _signed_in finds the session gone.
+        if token:
+            await self._cut_off([ws for ws, c in self._sockets.items() if c.token == token])
         response = web.Response(status=204)
         response.del_cookie(COOKIE, path="/")
         return response
@@ -218,7 +236,7 @@ class ConsoleChannel:
             raise web.HTTPForbidden(text="origin not allowed")
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=16 * 1024)
         await ws.prepare(request)
-        self._sockets[ws] = (agent, set())
+        self._sockets[ws] = _Console(agent, request.cookies.get(COOKIE, ""))
         try:
             await send_json(ws, {"type": "queue", "items": await self._desk.queue()})
             async for frame in ws:
@@ -231,9 +249,13 @@ class ConsoleChannel:
                 if not isinstance(data, dict):
                     continue
                 if data.get("type") == "ping":
-                    await send_json(ws, {"type": "pong"})
-                elif data.get("type") == "watch" and isinstance(data.get("conversation_id"), str):
-                    self._sockets[ws][1].add(data["conversation_id"])
+                    # The console pings every 25 s: a session that expired or an account disabled while
+                    # nothing was pushed is noticed here.
+                    if await self._signed_in([ws]):
+                        await send_json(ws, {"type": "pong"})
+                elif data.get("type") == "watch" and isinstance(data.get("conversation_id"), str) \
+                        and ws in self._sockets:
+                    self._sockets[ws].watched.add(data["conversation_id"])
         finally:
             self._sockets.pop(ws, None)
         return ws
@@ -252,8 +274,8 @@ class ConsoleChannel:
             targets = self._watching(conv)
             if payload["item"].get("note") and self._settings.handoff.notes_private:
                 author = payload["item"].get("agent")
-                targets = [ws for ws in targets if self._sockets[ws][0].username == author
-                           or self._sockets[ws][0].role == "admin"]
+                targets = [ws for ws in targets if self._sockets[ws].agent.username == author
+                           or self._sockets[ws].agent.role == "admin"]
         elif kind == "conversation":
             frame = {"type": "conversation", **{k: v for k, v in payload.items() if k != "kind"}}
             targets = list(self._sockets)
@@ -268,15 +290,45 @@ class ConsoleChannel:
             frame = {"type": "alert", "kind": payload.get("alert"), "conversation_id": conv,
                      **{k: v for k, v in payload.items() if k in ("minutes", "ticket_id")}}
             holder = await self._desk.holder(conv) if isinstance(conv, str) else None
-            targets = [ws for ws, (agent, _) in self._sockets.items()
-                       if agent.role == "admin" or (holder is not None and agent.username == holder)]
+            targets = [ws for ws, c in self._sockets.items()
+                       if c.agent.role == "admin" or (holder is not None and c.agent.username == holder)]
         else:
             return
-        for ws in targets:
+        for ws in await self._signed_in(targets):
             await send_json(ws, frame)
 
     def _watching(self, conversation_id: str) -> list[web.WebSocketResponse]:
-        return [ws for ws, (_, watched) in self._sockets.items() if conversation_id in watched]
+        return [ws for ws, c in self._sockets.items() if conversation_id in c.watched]
+
+    async def _signed_in(self, targets: list[web.WebSocketResponse]) -> list[web.WebSocketResponse]:
+        """The targets whose session is still valid; the others are cut off.
+
+        A socket is authorised at connect, so every push re-checks the session (once per session): after
+        a logout on another worker, an expiry or a disabled account no customer data reaches that screen.
+        """
+        valid: dict[str, Agent | None] = {}
+        for ws in targets:
+            console = self._sockets.get(ws)
+            if console is not None and console.token not in valid:
+                valid[console.token] = await session_agent(self._store(), self._secret, console.token)
+        live, ended = [], []
+        for ws in targets:
+            console = self._sockets.get(ws)
+            if console is None:
+                continue
+            agent = valid[console.token]
+            if agent is None:
+                ended.append(ws)
+            else:
+                console.agent = agent  # a changed role or name counts from now
+                live.append(ws)
+        await self._cut_off(ended)
+        return live
+
+    async def _cut_off(self, sockets: list[web.WebSocketResponse]) -> None:
+        for ws in sockets:
+            self._sockets.pop(ws, None)
+            await ws.close(code=LOGGED_OUT, message=b"logged_out")
 
     async def close_all(self, payload: dict[str, Any] | None = None) -> None:
         """Consoles reconnect and reload the queue: at shutdown, and when the bus lost messages (BUS_RESUMED,

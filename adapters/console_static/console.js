@@ -17,6 +17,7 @@
   const TYPING_REPEAT_MS = 3000;
   const TYPING_IDLE_MS = 4000;
   const PING_MS = 25000;
+  const LOGGED_OUT = 4001;  // close code of a socket whose session ended (adapters/console.py)
   const SYSTEM_TYPES = new Set(['queued', 'agent_joined', 'transferred', 'released', 'closed', 'handoff_requested',
     'complaint', 'ticket_created', 'handoff_cancelled', 'rating', 'delivery_failed']);
   const CATEGORIES = ['product_quality', 'service_attitude', 'logistics', 'after_sales', 'other'];
@@ -373,10 +374,10 @@
     $('login-password').focus();
   }
 
-  function sessionLost() {
+  function sessionLost(key = 'err.login_required') {
     if (!state.me) return;
     stopWorkspace();
-    showLogin(t('err.login_required'));
+    showLogin(t(key));
   }
 
   async function logout() {
@@ -498,11 +499,12 @@
       try { frame = JSON.parse(event.data); } catch (err) { return; }
       if (frame && typeof frame === 'object') onFrame(frame);
     });
-    ws.addEventListener('close', () => {
+    ws.addEventListener('close', (event) => {
       if (state.ws !== ws) return;
       state.ws = null;
       clearInterval(state.pingTimer);
       if (!state.me) return;
+      if (event.code === LOGGED_OUT) { sessionLost('err.logged_out'); return; }
       if (!opened) state.wsRetry = Math.max(state.wsRetry, 1);
       scheduleReconnect();
     });

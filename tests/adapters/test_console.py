@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 
 from bot import appkeys
 from bot.app import create_app
-from bot.auth import create_agent
+from bot.auth import SESSION_SECONDS, create_agent, update_agent
 from bot.config import Settings
 from bot.storage.sqlite import SqliteStore
 from tests.adapters.test_webchat import hello, send, until
@@ -320,6 +320,51 @@ async def test_wait_alerts_use_kind_and_reach_supervisors_and_the_holding_agent_
             await session.close()
         await waiting.close()
         await held.close()
+
+
+async def _cut_off(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """The next thing the console gets is the close for a session that ended: no frame before it."""
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "logged_out"), msg
+    assert ws.closed
+
+
+async def test_logout_closes_every_console_socket_of_that_session(client: Client) -> None:
+    """Another tab of a logged-out session stops receiving the queue and customers' messages at once."""
+    async with handed_over(client) as (customer, wang, li, conv):
+        tab_a, tab_b = await _console(wang), await _console(wang, conv)
+        colleague = await _console(li, conv)
+        assert (await wang.post("/api/auth/logout", headers=H)).status == 204
+        await _cut_off(tab_a)
+        await _cut_off(tab_b)
+        # A new customer queues and the watched one writes: only the colleague still hears of it.
+        other = await client.ws_connect("/ws/chat")
+        await hello(other)
+        await send(other, "o-1", "转人工")
+        await customer.send_json({"type": "message", "id": "c-9", "text": "还在吗"})
+        await until(colleague, lambda f: f["type"] == "message" and f["item"].get("text") == "还在吗")
+        assert (await wang.get("/api/console/queue")).status == 401
+        await colleague.close()
+        await other.close()
+
+
+async def test_an_expired_session_is_cut_off_at_the_next_push(client: Client, clock: FakeClock) -> None:
+    async with handed_over(client) as (customer, wang, li, conv):
+        console = await _console(wang, conv)
+        clock.advance(seconds=SESSION_SECONDS + 1)
+        await customer.send_json({"type": "message", "id": "c-9", "text": "我的订单呢"})
+        await _cut_off(console)
+
+
+async def test_a_disabled_account_is_cut_off_at_the_next_ping(client: Client, store: SqliteStore) -> None:
+    wang = await log_in(client, "wang", "password-1")
+    try:
+        console = await _console(wang)
+        await update_agent(store, "wang", disabled=True)  # what `python -m bot agents disable wang` does
+        await console.send_json({"type": "ping"})
+        await _cut_off(console)
+    finally:
+        await wang.close()
 
 
 async def test_errors_carry_a_message_a_person_can_read(client: Client) -> None:
