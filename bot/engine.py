@@ -39,6 +39,8 @@ DEDUP_POLL = 0.05
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
 _PICK = re.compile(r"^\s*(?:第\s*)?([1-9])\s*(?:个|号|条|项|\.|、)?\s*$")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
+# A message that asks rather than answers: a question mark or a question particle at its end.
+_QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -306,17 +308,19 @@ class ConversationEngine:
         if not _MEANINGFUL.search(text):
             self._unclear(state, out)
             return
-        if state.flow is not None:
-            if state.flow.get("name") == "leave_message":
-                rank_ = await self._leave_message.step(state.flow, text, out)
-                if rank_ is not None:
-                    turn.queue_rank = rank_
-            else:
-                await self._flow.step(state.flow, text, out)
-            return
-        if state.pending_choices and await self._answer_pick(state, msg, text, out):
+        if state.flow is not None and state.flow.get("name") == "leave_message":
+            rank_ = await self._leave_message.step(state.flow, text, out)
+            if rank_ is not None:
+                turn.queue_rank = rank_
             return
         reading = self._rules.read(text)
+        if state.flow is not None:
+            if not (reading.wants_human or reading.complaint):
+                await self._return_step(state, msg, text, reading.question, lang, out)
+                return
+            turn.record(ev.FLOW, state=None)  # a person or a complaint comes first: the form is left
+        if state.pending_choices and await self._answer_pick(state, msg, text, out):
+            return
         if reading.complaint is not None:
             c = reading.complaint
             turn.record(ev.COMPLAINT, severity=c.severity, category=c.category, text=text)
@@ -364,6 +368,20 @@ class ConversationEngine:
             self._unclear(state, out)
             return
         await self._answer_faq(state, msg, reading.question, lang, out)
+
+    async def _return_step(self, state: ConversationState, msg: IncomingMessage, text: str, question: str, lang: str,
+                           out: _Speaker) -> None:
+        """The return form's next field, unless the customer asks a question in between ("退货运费谁出？") that
+        the FAQ answers outright: answered, and the form asks again (it was stored as the product before)."""
+        assert state.flow is not None
+        if _QUESTION.search(text):
+            result = await self._match(question, lang)
+            entry = self._entries.get(result.candidates[0].entry_id) if result.decision == "answer" else None
+            if entry is not None and not entry.needs_agent:
+                await self._give_answer(state, msg, entry.id, out, result)
+                self._flow.reprompt(state.flow, out)
+                return
+        await self._flow.step(state.flow, text, out)
 
     def _unclear(self, state: ConversationState, out: _Speaker) -> None:
         """Nothing to look up (emoji, 哦, 哈哈): ask to rephrase; counted as a miss towards offering a person."""

@@ -21,9 +21,14 @@ from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
 
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d{9})(?!\d)")
+# Numbers from outside the mainland: with a country code (+852 9123 4567), or a Taiwan (09…) or Hong Kong mobile.
+_OTHER_PHONE = re.compile(r"(?<![\d+])(\+[1-9]\d{0,2}[- ]?\d(?:[- ]?\d){6,13}|09\d{8}|[569]\d{7})(?!\d)")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hours (seed 000/001)
 MAX_FIELD_CHARS = 200
+PROBLEM_MIN_CHARS = 6  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
+_WORD_CHARS = re.compile(r"[^\W_]")
+NOTHING_TO_RETURN = ("pending_payment", "cancelled", "refunding", "refunded")  # order states with nothing to send back
 
 
 class Speaker(Protocol):
@@ -93,11 +98,32 @@ class ReturnFlow:
                 self._confirm(flow, out)
 
     async def _take_order(self, flow: dict[str, Any], order_no: str, out: Speaker) -> None:
+        """Go on with an order the shop has and that has something to return; else say why not."""
         order = await self._orders.find(order_no)
-        items = list(order.items) if order else []
-        flow = {**flow, "step": "product", "data": {**flow["data"], "order_no": order_no}}
-        self._ask(flow, "return_ask_product", out, items=items,
-                  suggestions=[Suggestion(i, i) for i in items])
+        if order is None:
+            self._ask({**flow, "step": "order"}, "return_order_not_found", out, order_no=order_no)
+            return
+        if order.status in NOTHING_TO_RETURN:
+            out.turn.record(ev.FLOW, state=None)
+            out.say("return_nothing_to_return", intent="return_flow", order_no=order_no, status=order.status)
+            return
+        flow = {**flow, "step": "product", "data": {**flow["data"], "order_no": order_no, "items": list(order.items)}}
+        self._ask_product(flow, out)
+
+    def _ask_product(self, flow: dict[str, Any], out: Speaker) -> None:
+        items = flow["data"].get("items", [])
+        self._ask(flow, "return_ask_product", out, items=items, suggestions=[Suggestion(i, i) for i in items])
+
+    def reprompt(self, flow: dict[str, Any], out: Speaker) -> None:
+        """Ask again for what the current step needs (after answering a question asked in between)."""
+        step = flow["step"]
+        if step == "product":
+            self._ask_product(flow, out)
+        elif step == "confirm":
+            self._confirm(flow, out)
+        else:
+            template = {"order": "return_ask_order", "reason": "return_ask_reason", "contact": "return_ask_contact"}[step]
+            self._ask(flow, template, out, quality=bool(flow["data"].get("quality")))
 
     def _ask(self, flow: dict[str, Any], template: str, out: Speaker,
              suggestions: list[Suggestion] | None = None, **context: Any) -> None:
@@ -144,7 +170,10 @@ class LeaveMessageFlow:
         out.say("leave_message_ask_contact", intent="leave_message", hours=hours)
 
     async def step(self, flow: dict[str, Any], text: str, out: Speaker) -> float | None:
-        """Advance the flow; the queue rank once the message is left (the caller queues it), else None."""
+        """Advance the flow; the queue rank once the message is left (the caller queues it), else None.
+
+        A customer who writes their problem where a contact was asked keeps it (it becomes the message), and
+        one who will not leave a contact leaves the message without one: the shop answers in the chat."""
         if self._rules.is_only("cancel", text):
             out.turn.record(ev.FLOW, state=None)
             out.say("handoff_cancelled", intent="leave_message")
@@ -152,25 +181,43 @@ class LeaveMessageFlow:
         data = dict(flow["data"])
         if flow["step"] == "contact":
             contact = _contact(text)
-            if contact is None:
-                out.say("return_invalid_contact", intent="leave_message")
+            if contact is not None:
+                data["contact"] = contact
+                if data.get("message"):
+                    return await self._leave(data, out)
+                out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
+                out.say("leave_message_ask_text", intent="leave_message")
                 return None
-            data["contact"] = contact
-            out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
-            out.say("leave_message_ask_text", intent="leave_message")
+            if self._rules.mentions("no_contact", text) or self._rules.is_only("no", text):
+                if data.get("message"):
+                    return await self._leave(data, out)
+                out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
+                out.say("leave_message_ask_text", intent="leave_message")
+                return None
+            if not data.get("message") and len(_WORD_CHARS.findall(text)) >= PROBLEM_MIN_CHARS:
+                data["message"] = _message(text)
+                out.turn.record(ev.FLOW, state={**flow, "data": data})
+            out.say("leave_message_invalid_contact", intent="leave_message")
             return None
+        return await self._leave({**data, "message": _message(text)}, out)
+
+    async def _leave(self, data: dict[str, Any], out: Speaker) -> float:
         now = self._clock.now()
         ticket_id = f"LM{now:%Y%m%d}{secrets.token_hex(3).upper()}"
         ticket = {"id": ticket_id, "kind": "leave_message", "conversation_id": out.turn.conversation_id,
                   "status": "open", "created_at": now.isoformat(), "due_at": (now + TICKET_DUE).isoformat(),
-                  "message": text.strip()[:MAX_FIELD_CHARS * 5], **data}
+                  "contact": None, **data}
         await self._store.put_ticket(ticket)
         my_rank = rank("callback", now)
         out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind="leave_message", due_at=ticket["due_at"])
         out.turn.record(ev.FLOW, state=None)
         out.turn.record(ev.QUEUED, priority="callback", reason=data.get("reason"), rank=my_rank)
-        out.say("leave_message_done", intent="leave_message", ticket_id=ticket_id)
+        out.say("leave_message_done", intent="leave_message", ticket_id=ticket_id, contact=bool(data.get("contact")))
         return my_rank
+
+
+def _message(text: str) -> str:
+    return text.strip()[:MAX_FIELD_CHARS * 5]
 
 
 def _contact(text: str) -> str | None:
@@ -178,4 +225,7 @@ def _contact(text: str) -> str | None:
     if phone:
         return phone.group(1)
     email = _EMAIL.search(text)
-    return email.group(0) if email else None
+    if email:
+        return email.group(0)
+    other = _OTHER_PHONE.search(text)
+    return other.group(1) if other else None

@@ -84,7 +84,8 @@ class IntentRules:
         self._small_talk = _WordList(
             [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]
         )
-        self._any = {name: words(name, "any") for name in ("human", "complaint", "major", "agitation", "return_request")}
+        self._any = {name: words(name, "any")
+                     for name in ("human", "complaint", "major", "agitation", "return_request", "no_contact")}
         self._human_not = words("human", "not")
         # Words that ask for a person or show anger when they are the whole message (人工, 滚), not inside one.
         self._alone = {name: words(name, "only") for name in ("human", "agitation")}
@@ -156,6 +157,10 @@ class IntentRules:
     def is_only(self, name: str, text: str) -> bool:
         """The message is (little more than) a word of list `name`: cancel, yes, no, none_of_these."""
         return _is_only(self._only[name], _clean(text))
+
+    def mentions(self, name: str, text: str) -> bool:
+        """The message has a word of `any` list `name` (no_contact) anywhere in it."""
+        return self._any[name].found_in(_clean(text))
 
     def category(self, text: str) -> str:
         return self._category(_clean(text))

@@ -243,6 +243,25 @@ async def test_return_flow_collects_validates_confirms_and_stores_a_ticket(
     assert "申请发票" in await ask(small, clock, "可以开发票吗")
 
 
+async def test_the_return_form_lets_the_customer_out_answers_questions_and_checks_the_order(
+        small: ConversationEngine, clock: FakeClock, store: SqliteStore) -> None:
+    """Everything used to be taken as the next field: 转人工 got "the order number looks wrong" again and again,
+    a question became the product, and an order the shop does not have (or a cancelled one) went ahead."""
+    await ask(small, clock, "我要退货")
+    assert "没有查到订单" in await ask(small, clock, "E20991231000000")
+    assert "无需申请退货" in await ask(small, clock, "E20261114007712")  # cancelled
+    assert (await small.state("web", "c1")).flow is None
+    await ask(small, clock, "我要退货")
+    await ask(small, clock, "E20261118001234")
+    both = await ask(small, clock, "退货运费谁承担？")
+    assert "运费" in both and "哪件**商品**" in both  # answered, then asked again
+    assert "原因" in await ask(small, clock, "扫地机器人")
+    assert "转接" in await ask(small, clock, "转人工")
+    state = await small.state("web", "c1")
+    assert state.flow is None and state.status == "queued"
+    assert await store.tickets() == []
+
+
 async def test_return_flow_can_be_cancelled(small: ConversationEngine, clock: FakeClock,
                                            store: SqliteStore) -> None:
     await ask(small, clock, "我想退货")

@@ -211,6 +211,28 @@ async def test_outside_business_hours_a_message_is_left(settings: Settings, stor
     assert (await engine.state("web", "a")).priority == "callback"
 
 
+async def test_a_message_left_at_night_keeps_the_problem_written_first_and_needs_no_contact(
+        settings: Settings, store: SqliteStore) -> None:
+    """The contact step refused everything that was not a mainland mobile: a problem written there was lost, and
+    a customer who would not leave a number could never leave the message."""
+    night = FakeClock(datetime(2026, 11, 24, 23, 30, tzinfo=SHANGHAI))
+    engine = build_engine(settings, store, night, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await say(engine, night, "a", "转人工")
+    assert "不留" in await say(engine, night, "a", "我的冰箱不制冷了，什么时候能来修")
+    assert "留言编号" in await say(engine, night, "a", "13912345678")  # the problem was kept: not asked again
+    await say(engine, night, "b", "转人工")
+    assert "描述" in await say(engine, night, "b", "我不想留电话，你们直接在这里回复我")
+    done = await say(engine, night, "b", "洗衣机漏水")
+    assert "在这里回复您" in done
+    await say(engine, night, "c", "轉人工")
+    await say(engine, night, "c", "0912345678")  # a Taiwan mobile
+    await say(engine, night, "c", "床墊什麼時候到")
+    tickets = {t["conversation_id"]: t for t in await store.tickets()}
+    assert (tickets["web:a"]["contact"], tickets["web:a"]["message"]) == ("13912345678", "我的冰箱不制冷了，什么时候能来修")
+    assert (tickets["web:b"]["contact"], tickets["web:b"]["message"]) == (None, "洗衣机漏水")
+    assert tickets["web:c"]["contact"] == "0912345678"
+
+
 async def test_repeated_fallbacks_hand_over(engine: ConversationEngine, clock: FakeClock,
                                            store: SqliteStore) -> None:
     await say(engine, clock, "a", "火星上的天气怎么样，会下雨吗")
