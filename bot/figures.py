@@ -37,6 +37,20 @@ class Episode:
     def first(self, type_: str) -> Event | None:
         return next((e for e in self.events if e.type == type_), None)
 
+    def complaint(self) -> tuple[str, str] | None:
+        """(category, severity) if the episode was a complaint, counted once however often it was raised.
+
+        The category an agent picks at close overrides the bot's guess (they read the whole conversation);
+        the severity is the bot's (a major one stays major), else general.
+        """
+        raised = [e for e in self.events if e.type == ev.COMPLAINT]
+        closed = self.first(ev.CLOSED)
+        chosen = closed.data.get("category") if closed is not None else None
+        if not raised and not chosen:
+            return None
+        severity = "major" if any(e.data.get("severity") == "major" for e in raised) else "general"
+        return str(chosen or raised[0].data.get("category") or "other"), severity
+
 
 def episodes(conversation_id: str, events: Sequence[Event]) -> list[Episode]:
     channel = conversation_id.partition(":")[0]
@@ -111,14 +125,20 @@ def compute(logs: Mapping[str, Sequence[Event]], *, tickets: Iterable[dict[str, 
                 stats["first"].append((first_agent.at - joined.at).total_seconds())
             if closed is not None and closed.data.get("resolved"):
                 stats["resolved"] += 1
-            if ep.has(ev.COMPLAINT):
+            if ep.complaint() is not None:
                 stats["complaints"] += 1
                 if closed is not None and closed.at - ep.start <= COMPLAINT_DEADLINE:
                     stats["complaints_fast"] += 1
 
-    ratings: list[int] = []
     complaints_cat: Counter[str] = Counter()
     complaints_sev: Counter[str] = Counter()
+    for ep in eps:
+        complaint = ep.complaint()
+        if complaint is not None:
+            complaints_cat[complaint[0]] += 1
+            complaints_sev[complaint[1]] += 1
+
+    ratings: list[int] = []
     for conv, events in logs.items():
         if channel is not None and conv.partition(":")[0] != channel:
             continue
@@ -133,9 +153,6 @@ def compute(logs: Mapping[str, Sequence[Event]], *, tickets: Iterable[dict[str, 
                 daily.get(e.at.astimezone(tz).date(), {}).setdefault("ratings", []).append(int(e.data["score"]))
                 if handler:
                     per_agent[handler]["ratings"].append(int(e.data["score"]))
-            elif e.type == ev.COMPLAINT:
-                complaints_cat[e.data.get("category", "other")] += 1
-                complaints_sev[e.data.get("severity", "general")] += 1
 
     visits = [j for j in jobs if j.get("kind") == "complaint_visit" and j.get("status") in
               ("done", "failed", "missed", "skipped")]

@@ -972,10 +972,12 @@
         return t('sys.transferred', { from: agentName(item.from_agent || item.by), to: agentName(item.to) });
       }
       case 'released': return t('sys.released', { agent: agentName(item.agent) });
-      case 'closed':
-        if (item.resolved === true) return t('sys.closed_resolved');
-        if (item.resolved === false) return t('sys.closed_unresolved');
-        return t('sys.closed');
+      case 'closed': {
+        let closed = t('sys.closed');
+        if (item.resolved === true) closed = t('sys.closed_resolved');
+        else if (item.resolved === false) closed = t('sys.closed_unresolved');
+        return item.category ? t('sys.closed_complaint', { closed, category: label('category.', item.category) }) : closed;
+      }
       case 'handoff_requested': return t('sys.handoff_requested', { reason: label('reason.', item.reason) });
       case 'complaint': return t('sys.complaint', {
         category: label('category.', item.category) || t('category.other'), severity: label('severity.', item.severity),

@@ -213,8 +213,10 @@ async def test_note_transfer_close_and_a_supervisor_alert(live_app: LiveApp, bro
         await li.get_by_test_id("close-confirm").click()
         await expect(mine).to_have_count(0, timeout=WAIT)
         await expect(li.get_by_test_id("conv-status")).to_have_text(strings("zh")["cstatus.closed"], timeout=WAIT)
-        await expect(history(li, "system").filter(has_text=strings("zh")["sys.closed_unresolved"])).to_have_count(
-            1, timeout=WAIT)
+        zh = strings("zh")
+        closed_line = zh["sys.closed_complaint"].replace("{closed}", zh["sys.closed_unresolved"]).replace(
+            "{category}", zh["category.logistics"])
+        await expect(history(li, "system").filter(has_text=closed_line)).to_have_count(1, timeout=WAIT)
         await shot(li, artifacts, "04-closed")
 
         frames = []
