@@ -37,7 +37,13 @@ MAX_TEXT_CHARS = 2000
 DEDUP_WAIT = 4.0  # seconds a repeat waits for the first delivery's replies (WeChat gives up after 5)
 DEDUP_POLL = 0.05
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
-_PICK = re.compile(r"^\s*(?:第\s*)?([1-9])\s*(?:个|号|条|项|\.|、)?\s*$")
+# A pick from a numbered list: "2", "第二个", "2号吧", "选3", "the second one", "2nd", "option 12".
+_ZH_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
+_EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1,
+                "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+_PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十])(?:个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
+                   r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
+                   r"(?:st|nd|rd|th)?(?:\s+one)?(?:\s+please)?$")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 # A message that asks rather than answers: a question mark or a question particle at its end.
 _QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
@@ -305,7 +311,7 @@ class ConversationEngine:
             return
         if state.awaiting and await self._answer_followup(state, msg, text, out):
             return
-        if not _MEANINGFUL.search(text):
+        if not _MEANINGFUL.search(unicodedata.normalize("NFKC", text)):  # full-width ２ or Ａ is meaningful too
             self._unclear(state, out)
             return
         if state.flow is not None and state.flow.get("name") == "leave_message":
@@ -481,9 +487,11 @@ class ConversationEngine:
     async def _answer_pick(self, state: ConversationState, msg: IncomingMessage, text: str, out: _Speaker) -> bool:
         """The customer answered a clarification: a number, the question's words, or "none of these"."""
         choices = [c for c in state.pending_choices if c in self._entries]
-        pick = _PICK.match(unicodedata.normalize("NFKC", text))
-        if pick and 1 <= int(pick.group(1)) <= len(choices):
-            await self._give_answer(state, msg, choices[int(pick.group(1)) - 1], out)
+        number = _picked(text)
+        if number == -1:
+            number = len(choices)
+        if number is not None and 1 <= number <= len(choices):
+            await self._give_answer(state, msg, choices[number - 1], out)
             return True
         stripped = text.strip().rstrip("?？。.!！")
         for entry_id in choices:
@@ -493,7 +501,9 @@ class ConversationEngine:
         if self._rules.is_only("none_of_these", text):
             enough = state.clarify_declines + 1 >= self._handoff.clarify_declines_before_offer
             hand_over = enough and "clarify_declined" in self._handoff.triggers
-            out.say("clarify_declined", intent="clarify_declined", offer_agent=enough and not hand_over)
+            # The choices stay open: a second "none of these" counts towards a person, a number still picks.
+            out.say("clarify_declined", intent="clarify_declined", offer_agent=enough and not hand_over,
+                    choices=choices)
             if enough:
                 await self._hand_over(state, msg, out, "clarify_declined")
             return True
@@ -544,6 +554,18 @@ class _Speaker:
             for s in (suggestions or [])
         )
         self.turn.say(Reply(text=text, suggestions=labels, lang=self.lang), template=template, **data)
+
+
+def _picked(text: str) -> int | None:
+    """The number picked from a list (-1 for "the last one"), or None when the message is not a pick."""
+    t = unicodedata.normalize("NFKC", text).strip().lower().strip(" .。!！~～,，、")
+    m = _PICK.match(t)
+    if m is None:
+        return None
+    word = m.group(1) or m.group(2)
+    if word.isdigit():
+        return int(word)
+    return _ZH_NUMERALS.get(word) or _EN_ORDINALS[word]
 
 
 def clean_text(text: str) -> str:

@@ -140,6 +140,23 @@ async def test_clarify_offers_numbered_choices_and_a_number_picks_one(unsure: Co
     assert second.answer.replace("**", "") in text.replace("**", "")
 
 
+@pytest.mark.parametrize("pick", ["第二个", "2号吧", "选2", "the second one", "2nd", "number 2 please", "２"])
+async def test_a_pick_in_the_customers_own_words(unsure: ConversationEngine, clock: FakeClock, pick: str) -> None:
+    """Only a bare digit or 第2个 picked: 第二个 or "the second one" got the fallback."""
+    reply = (await unsure.handle(msg(clock, "退货运费")))[0]
+    second = next(e for e in ENTRIES if e.question == reply.suggestions[1].value)
+    text = await ask(unsure, clock, pick)
+    assert second.answer.replace("**", "") in text.replace("**", "")
+
+
+async def test_none_of_these_twice_in_a_row_goes_to_a_person(unsure: ConversationEngine, clock: FakeClock) -> None:
+    """The first decline used to clear the choices, so the second got the fallback and never counted."""
+    await unsure.handle(msg(clock, "退货运费"))
+    assert "换个说法" in await ask(unsure, clock, "都不是")
+    assert "转接" in await ask(unsure, clock, "都不对")
+    assert (await unsure.state("web", "c1")).status == "queued"
+
+
 async def test_clarify_pick_by_words_and_declines(unsure: ConversationEngine, clock: FakeClock,
                                                  store: SqliteStore) -> None:
     reply = (await unsure.handle(msg(clock, "退货运费")))[0]
