@@ -19,7 +19,7 @@ from bot import jsoncodec
 from bot.clock import Clock
 from bot.config import HandoffSettings, ShopSettings, parse_hours
 from bot.conversation import ConversationState, StateCache, conversation_id, fold
-from bot.flows import LeaveMessageFlow, ReturnFlow
+from bot.flows import LeaveMessageFlow, ReturnFlow, left_contact, open_ticket
 from bot.followups import Followups, parse_rating, scheduled
 from bot.handoff import HandoffDesk, rank
 from bot.intents import IntentRules
@@ -325,6 +325,9 @@ class ConversationEngine:
                 await self._return_step(state, msg, text, reading.question, lang, out)
                 return
             turn.record(ev.FLOW, state=None)  # a person or a complaint comes first: the form is left
+        if state.fallback_streak and state.flow is None and (contact := left_contact(text)):
+            await self._note_question(turn.conversation_id, contact, out)
+            return
         if state.pending_choices and await self._answer_pick(state, msg, text, out):
             return
         if reading.complaint is not None:
@@ -388,6 +391,15 @@ class ConversationEngine:
                 self._flow.reprompt(state.flow, out)
                 return
         await self._flow.step(state.flow, text, out)
+
+    async def _note_question(self, conv: str, contact: str, out: _Speaker) -> None:
+        """The fallback asked for a contact to come back with the answer (the norms' model reply, "and then
+        really come back"): the question it could not answer becomes a ticket due in 24 hours."""
+        events = await self._store.events(conv)
+        question = next((e.data["text"] for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE and e.data.get("text")),
+                        "")
+        ticket_id = await open_ticket(self._store, self.clock, out, "question", question=question, contact=contact)
+        out.say("question_noted", intent="question_noted", ticket_id=ticket_id)
 
     def _unclear(self, state: ConversationState, out: _Speaker) -> None:
         """Nothing to look up (emoji, 哦, 哈哈): ask to rephrase; counted as a miss towards offering a person."""

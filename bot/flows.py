@@ -26,6 +26,9 @@ _OTHER_PHONE = re.compile(r"(?<![\d+])(\+[1-9]\d{0,2}[- ]?\d(?:[- ]?\d){6,13}|09
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hours (seed 000/001)
 MAX_FIELD_CHARS = 200
+CONTACT_WORDS_AROUND = 10  # "我的电话是13812345678", "my email is a@b.cn": a contact, not a new question
+_NUMBER_RUN = re.compile(r"\+?\d[\d\s-]{6,}\d")
+_WORDS = re.compile(r"[A-Za-z]+|[^\W\d_A-Za-z]")  # English words and single Chinese characters
 PROBLEM_MIN_CHARS = 6  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
 _WORD_CHARS = re.compile(r"[^\W_]")
 NOTHING_TO_RETURN = ("pending_payment", "cancelled", "refunding", "refunded")  # order states with nothing to send back
@@ -83,7 +86,7 @@ class ReturnFlow:
             flow["data"].update(reason=value, quality=quality)
             self._ask({**flow, "step": "contact"}, "return_ask_contact", out, quality=quality)
         elif step == "contact":
-            contact = _contact(text)
+            contact = contact_in(text)
             if contact is None:
                 self._ask(flow, "return_invalid_contact", out)
                 return
@@ -138,20 +141,8 @@ class ReturnFlow:
                   product=d["product"], reason=d["reason"], contact=mask(d["contact"]))
 
     async def _submit(self, flow: dict[str, Any], out: Speaker) -> None:
-        now = self._clock.now()
         d = flow["data"]
-        ticket_id = f"RT{now:%Y%m%d}{secrets.token_hex(3).upper()}"
-        ticket = {
-            "id": ticket_id,
-            "kind": "return",
-            "conversation_id": out.turn.conversation_id,
-            "status": "open",
-            "created_at": now.isoformat(),
-            "due_at": (now + TICKET_DUE).isoformat(),
-            **d,
-        }
-        await self._store.put_ticket(ticket)
-        out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind="return", due_at=ticket["due_at"])
+        ticket_id = await open_ticket(self._store, self._clock, out, "return", **d)
         out.turn.record(ev.FLOW, state=None)
         out.say("return_done", intent="return_flow", ticket_id=ticket_id, quality=bool(d.get("quality")))
 
@@ -180,7 +171,7 @@ class LeaveMessageFlow:
             return None
         data = dict(flow["data"])
         if flow["step"] == "contact":
-            contact = _contact(text)
+            contact = contact_in(text)
             if contact is not None:
                 data["contact"] = contact
                 if data.get("message"):
@@ -202,25 +193,42 @@ class LeaveMessageFlow:
         return await self._leave({**data, "message": _message(text)}, out)
 
     async def _leave(self, data: dict[str, Any], out: Speaker) -> float:
-        now = self._clock.now()
-        ticket_id = f"LM{now:%Y%m%d}{secrets.token_hex(3).upper()}"
-        ticket = {"id": ticket_id, "kind": "leave_message", "conversation_id": out.turn.conversation_id,
-                  "status": "open", "created_at": now.isoformat(), "due_at": (now + TICKET_DUE).isoformat(),
-                  "contact": None, **data}
-        await self._store.put_ticket(ticket)
-        my_rank = rank("callback", now)
-        out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind="leave_message", due_at=ticket["due_at"])
+        ticket_id = await open_ticket(self._store, self._clock, out, "leave_message", **{"contact": None, **data})
+        my_rank = rank("callback", self._clock.now())
         out.turn.record(ev.FLOW, state=None)
         out.turn.record(ev.QUEUED, priority="callback", reason=data.get("reason"), rank=my_rank)
         out.say("leave_message_done", intent="leave_message", ticket_id=ticket_id, contact=bool(data.get("contact")))
         return my_rank
 
 
+_TICKET_PREFIX = {"return": "RT", "leave_message": "LM", "question": "Q"}
+
+
+async def open_ticket(store: ConversationStore, clock: Clock, out: Speaker, kind: str, **fields: Any) -> str:
+    """Store a service ticket due in 24 hours and log it in the turn; its id, which the customer is given."""
+    now = clock.now()
+    ticket_id = f"{_TICKET_PREFIX[kind]}{now:%Y%m%d}{secrets.token_hex(3).upper()}"
+    due_at = (now + TICKET_DUE).isoformat()
+    await store.put_ticket({"id": ticket_id, "kind": kind, "conversation_id": out.turn.conversation_id,
+                            "status": "open", "created_at": now.isoformat(), "due_at": due_at, **fields})
+    out.turn.record(ev.TICKET_CREATED, ticket_id=ticket_id, kind=kind, due_at=due_at)
+    return ticket_id
+
+
+def left_contact(text: str) -> str | None:
+    """The phone number or e-mail address a message consists of (a few words around it allowed), else None."""
+    contact = contact_in(text)
+    if contact is None:
+        return None
+    rest = _NUMBER_RUN.sub(" ", _EMAIL.sub(" ", text))
+    return contact if len(_WORDS.findall(rest)) <= CONTACT_WORDS_AROUND else None
+
+
 def _message(text: str) -> str:
     return text.strip()[:MAX_FIELD_CHARS * 5]
 
 
-def _contact(text: str) -> str | None:
+def contact_in(text: str) -> str | None:
     phone = _PHONE.search(text.replace(" ", "").replace("-", ""))
     if phone:
         return phone.group(1)

@@ -468,3 +468,18 @@ async def test_the_conversation_keeps_its_script_and_language_until_a_message_cl
     assert "申請發票" in await ask(small, clock, "X2 Pro Max 可以開發票嗎")
     assert "申请发票" in await ask(small, clock, "可以开发票吗")  # simplified characters: simplified from here on
     assert [r.lang for r in await small.handle(msg(clock, "can I get an invoice"))] == ["en"]  # a sentence: English
+
+
+async def test_a_contact_left_after_the_fallback_asked_for_one_becomes_a_ticket(
+        small: ConversationEngine, clock: FakeClock, store: SqliteStore) -> None:
+    """The fallback promises to look the question up and come back: the contact it asks for used to be read as
+    a new question (and asked for again)."""
+    assert "留下联系方式" in await ask(small, clock, "火星上的天气怎么样，会下雨吗")
+    noted = await ask(small, clock, "我的电话是 138-1234-5678")
+    [ticket] = await store.tickets(conversation_id="web:c1")
+    assert ticket["id"] in noted and "24小时内" in noted
+    assert (ticket["kind"], ticket["question"], ticket["contact"]) == ("question", "火星上的天气怎么样，会下雨吗",
+                                                                       "13812345678")
+    # Only right after a fallback: a number in a question that was answered is not taken as a contact.
+    await ask(small, clock, "可以开发票吗")
+    assert "问题编号" not in await ask(small, clock, "13912345678")
