@@ -23,6 +23,12 @@ _BANNED_EN = (
 _COURTESY_ZH = ("您", "请", "感谢", "谢谢", "抱歉", "不好意思", "欢迎")
 _COURTESY_EN = ("please", "thank", "sorry", "happy to", "glad", "welcome", "we'll", "we will", "you")
 MAX_CHARS = {"zh": 600, "en": 1200}
+# How a reply opens with a greeting; the bot puts its own opening before an episode's first answer.
+_GREETING = {
+    "zh": re.compile(r"^\s*(您好|你好|您们好|你们好|亲爱的|亲[，,！!\s]|哈喽|嗨|hello|hi\b|hey\b)", re.IGNORECASE),
+    "en": re.compile(r"^\s*(hello|hi|hey|greetings|good (morning|afternoon|evening)|dear)\b", re.IGNORECASE),
+}
+_NOT_WORDS = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
@@ -54,4 +60,18 @@ def check(text: str, lang: str, *, max_chars: int | None = None) -> list[Violati
         found.append(Violation("too_long", f"{len(text)} > {limit} characters"))
     if not text.strip():
         found.append(Violation("empty", "empty reply"))
+    return found
+
+
+def check_answer(text: str, lang: str, *, close: str) -> list[Violation]:
+    """check() for a FAQ answer, which the bot wraps: the opening goes before an episode's first reply and
+    faq_answer.j2 adds `close` after every answer, so an answer carrying its own greeting or that close
+    reaches the customer with it twice."""
+    found = check(text, lang)
+    greeting = _GREETING.get(lang, _GREETING["en"]).match(text)
+    if greeting:
+        found.append(Violation("greeting_start", greeting.group(1).strip()))
+    core = _NOT_WORDS.sub("", close).lower()
+    if core and _NOT_WORDS.sub("", text).lower().endswith(core):
+        found.append(Violation("repeats_close", close))
     return found

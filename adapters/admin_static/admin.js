@@ -531,6 +531,7 @@
     tags: [],
     saving: false,
     conflict: null,         // the server's current entry after a 409, while the conflict panel is shown
+    close: {},              // lang -> the close faq_answer.j2 adds after every answer (from the norms check)
   };
   let listSeq = 0;
 
@@ -813,7 +814,13 @@
     qBubble.classList.toggle('placeholder-text', !q);
     const aBubble = $('pv-answer');
     if (a.trim()) {
+      // The customer gets the answer with the close the bot adds (faq_answer.j2), so the preview shows it.
+      const close = faq.close[$('ed-lang').value];
       aBubble.replaceChildren(renderMarkup(a));
+      if (close) {
+        aBubble.append(el('div', { class: 'md-gap' }), el('div', { class: 'md-line preview-added',
+          'data-testid': 'faq-preview-close', title: t('faq.preview.added'), text: close }));
+      }
       aBubble.classList.remove('placeholder-text');
     } else {
       aBubble.replaceChildren(t('faq.preview.answer_placeholder'));
@@ -837,8 +844,13 @@
       return;
     }
     try {
-      const data = await api('POST', '/api/console/check', { text, lang: $('ed-lang').value });
+      const lang = $('ed-lang').value;
+      const data = await api('POST', '/api/console/check', { text, lang, kind: 'answer' });
       if (seq !== normsSeq) return;
+      if (data && typeof data.close === 'string' && faq.close[lang] !== data.close) {
+        faq.close[lang] = data.close;
+        renderPreview();
+      }
       const warnings = (data && data.warnings) || [];
       box.hidden = false;
       box.className = `norms-live ${warnings.length ? 'has-warn' : 'ok'}`;

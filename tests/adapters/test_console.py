@@ -176,6 +176,27 @@ async def test_canned_replies_and_live_norms_check(client: Client) -> None:
         await wang.close()
 
 
+async def test_the_answer_check_warns_about_the_greeting_and_close_the_bot_adds(client: Client) -> None:
+    """The admin's FAQ editor checks an answer as the bot will send it, and learns the close it adds."""
+    boss = await log_in(client, "boss", "password-3")
+    try:
+        text = "您好，退货运费由本店承担，请您放心。\n请问还有什么可以帮您的吗？"
+        body = await (await boss.post("/api/console/check", json={"text": text, "lang": "zh", "kind": "answer"},
+                                      headers=H)).json()
+        assert {w["code"] for w in body["warnings"]} == {"greeting_start", "repeats_close"}
+        assert body["close"] == "请问还有什么可以帮您的吗？"
+        english = await (await boss.post("/api/console/check", json={"text": "Please keep the box.", "lang": "en",
+                                                                     "kind": "answer"}, headers=H)).json()
+        assert english == {"warnings": [], "close": "Is there anything else I can help you with?"}
+        # An agent's reply may greet: its check is unchanged.
+        reply = await (await boss.post("/api/console/check", json={"text": text, "lang": "zh"}, headers=H)).json()
+        assert reply == {"warnings": []}
+        odd = await boss.post("/api/console/check", json={"text": text, "lang": "zh", "kind": "poem"}, headers=H)
+        assert odd.status == 400
+    finally:
+        await boss.close()
+
+
 async def _console(session: aiohttp.ClientSession, *watch: str) -> aiohttp.ClientWebSocketResponse:
     ws = await session.ws_connect("/ws/console")
     assert (await ws.receive_json(timeout=5))["type"] == "queue"

@@ -97,6 +97,9 @@ async def test_admin_edits_an_answer_tries_it_and_the_customer_gets_it_at_once(
     await expect(preview.locator("strong")).to_have_text("开具电子发票", timeout=WAIT)
     await expect(preview).not_to_contain_text("**", timeout=WAIT)
     await expect(admin.get_by_test_id("faq-dirty")).to_be_visible(timeout=WAIT)
+    # The preview ends with the close the bot adds after every answer (faq_answer.j2), as customers get it.
+    added = admin.get_by_test_id("faq-preview-close")
+    await expect(added).to_have_text("请问还有什么可以帮您的吗？", timeout=WAIT)
     await shot(admin, artifacts, "04-answer-edited")
 
     # 4. Save with the loaded version.
@@ -129,6 +132,7 @@ async def test_admin_edits_an_answer_tries_it_and_the_customer_gets_it_at_once(
     await customer.get_by_test_id("widget-input").press("Enter")
     bot = customer.locator('[data-testid="widget-message"][data-from="bot"]')
     await expect(bot.filter(has_text="开具电子发票")).to_have_count(1, timeout=WAIT)
+    await expect(bot.filter(has_text="开具电子发票")).to_contain_text(await added.inner_text())
     await expect(bot.filter(has_text="申请发票")).to_have_count(0)
     await shot(customer, artifacts, "07-customer-gets-the-new-answer")
 
@@ -373,7 +377,8 @@ def test_every_admin_text_exists_in_both_languages() -> None:
     for prefix, codes in {
         "decision.": ("answer", "clarify", "fallback"),
         "change.": ("created", "updated", "disabled", "enabled", "deleted", "restored"),
-        "norms.": ("informal_you", "banned_phrase", "no_courtesy", "too_long", "empty"),
+        "norms.": ("informal_you", "banned_phrase", "no_courtesy", "too_long", "empty", "greeting_start",
+                   "repeats_close"),
         "kpi.": ("satisfaction_share", "handoff_rate", "first_contact_resolution", "reply_timeliness_rate"),
         "channel.": ("web", "wechat"),
         "category.": ("product_quality", "service_attitude", "logistics", "after_sales", "other"),
