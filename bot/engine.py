@@ -47,6 +47,7 @@ _PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 # A message that asks rather than answers: a question mark or a question particle at its end.
 _QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
+MAX_ORDERS = 3  # order numbers looked up from one message
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -359,9 +360,16 @@ class ConversationEngine:
         if reading.return_request:
             await self._flow.start(text, out)
             return
-        order_no = self._order_re.search(text)
-        if order_no:
-            await self._order_status(order_no.group(1).upper(), out)
+        order_numbers = list(dict.fromkeys(m.upper() for m in self._order_re.findall(text)))[:MAX_ORDERS]
+        if order_numbers:
+            # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
+            rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
+            result = await self._match(rest, lang) if rest else None
+            answer = result is not None and result.decision == "answer"
+            for i, order_no in enumerate(order_numbers, start=1):
+                await self._order_status(order_no, out, closing=i == len(order_numbers) and not answer)
+            if result is not None and answer:
+                await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
             return
         if reading.small_talk is not None:
             name = reading.small_talk
@@ -521,13 +529,14 @@ class ConversationEngine:
             return True
         return False
 
-    async def _order_status(self, order_no: str, out: _Speaker) -> None:
+    async def _order_status(self, order_no: str, out: _Speaker, *, closing: bool = True) -> None:
+        """The order's status; `closing` adds "anything else?" (not when more replies follow in this turn)."""
         order = await self._orders.find(order_no)
         if order is None:
             out.say("order_not_found", intent="order_status", order_no=order_no, found=False)
             return
         out.say("order_status", intent="order_status", order_no=order_no, found=True,
-                context={"order": asdict(order)})
+                context={"order": asdict(order), "closing": closing})
 
 
 class _Speaker:

@@ -85,7 +85,7 @@ class IntentRules:
             [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]
         )
         self._any = {name: words(name, "any")
-                     for name in ("human", "complaint", "major", "agitation", "return_request", "no_contact")}
+                     for name in ("human", "complaint", "major", "agitation", "return_request", "no_contact", "order_status")}
         self._human_not = words("human", "not")
         # Words that ask for a person or show anger when they are the whole message (人工, 滚), not inside one.
         self._alone = {name: words(name, "only") for name in ("human", "agitation")}
@@ -161,6 +161,11 @@ class IntentRules:
     def mentions(self, name: str, text: str) -> bool:
         """The message has a word of `any` list `name` (no_contact) anywhere in it."""
         return self._any[name].found_in(_clean(text))
+
+    def beyond(self, name: str, text: str) -> str:
+        """What the message says besides the words of `any` list `name` and fillers; "" when nothing."""
+        rest = self._any[name].strip_from(_clean(text))
+        return " ".join(rest.split()) if _residue(rest) else ""
 
     def category(self, text: str) -> str:
         return self._category(_clean(text))

@@ -483,3 +483,16 @@ async def test_a_contact_left_after_the_fallback_asked_for_one_becomes_a_ticket(
     # Only right after a fallback: a number in a question that was answered is not taken as a contact.
     await ask(small, clock, "可以开发票吗")
     assert "问题编号" not in await ask(small, clock, "13912345678")
+
+
+async def test_an_order_number_is_context_for_the_question_asked_with_it(
+        small: ConversationEngine, clock: FakeClock) -> None:
+    """Only the order's status was given: "E… 可以开发票吗" never heard about the invoice, and a second order
+    number was ignored."""
+    both = await ask(small, clock, "订单E20261110004409可以开发票吗")
+    assert "已签收" in both and "申请发票" in both
+    assert both.count("请问还有什么可以帮您的吗") == 1
+    two = await ask(small, clock, "E20261118001234 和 E20261116002317 这两个单到哪了")
+    assert "E20261118001234" in two and "E20261116002317" in two and two.count("请问还有什么可以帮您的吗") == 1
+    only = await ask(small, clock, "帮我查下订单E20261118001234到哪了")
+    assert "已发货" in only and "申请发票" not in only
