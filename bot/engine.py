@@ -365,11 +365,11 @@ class ConversationEngine:
             # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
             rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
             asked = await self._match(rest, lang) if rest else None
-            sure = asked if asked is not None and asked.decision == "answer" else None
+            known = asked if asked is not None and asked.decision == "answer" else None
             for i, order_no in enumerate(order_numbers, start=1):
-                await self._order_status(order_no, out, closing=i == len(order_numbers) and sure is None)
-            if sure is not None:
-                await self._give_answer(state, msg, sure.candidates[0].entry_id, out, sure)
+                await self._order_status(order_no, out, closing=i == len(order_numbers) and known is None)
+            if known is not None:
+                await self._give_answer(state, msg, known.candidates[0].entry_id, out, known)
             return
         if reading.small_talk is not None:
             name = reading.small_talk
