@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from adapters.wechat_xml import (
     parse_message,
     plain_markup,
     split_text,
+    xml_text,
 )
 from bot.clock import Clock
 from bot.config import Settings
@@ -48,6 +49,9 @@ CHANNEL = "wechat"
 MAX_SKEW_SECONDS = 600  # a captured signed URL is replayable for this long at most
 SHUTDOWN_GRACE_SECONDS = 5.0  # late answers still being pushed get this long at shutdown, then are cancelled
 PUSH_RETRY_SECONDS = (1.0, 4.0, 15.0)  # pauses before trying a late answer again while WeChat is busy
+# After the passive first part of a long answer is written: Tencent relays it to the customer only once it
+# has the whole response, so the pushed rest, sent at once, often arrived first.
+REST_DELAY_SECONDS = 1.0
 SUCCESS = "success"  # "received, nothing to say": WeChat shows the customer nothing and does not retry
 MEDIA_KINDS = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
 # Errors after which a push cannot succeed until the customer writes (or follows) again.
@@ -62,6 +66,8 @@ def to_incoming(msg: WechatMessage, at: datetime, *, menu: Mapping[str, str],
     Menu CLICK keys go through `[channels.wechat] menu`: a value naming a FAQ entry answers that entry,
     any other value is taken as if the customer had typed it (e.g. "人工"). An unknown MsgType keeps its
     kind as "unknown" and gets the polite acknowledgement, never an error.
+    What the bot does not act on goes in `meta` for the agents: a subscribe's QR `scene`, an unknown type's
+    `msg_type`, an unconfigured menu key's `event_key`.
     """
     key = dedup_key(msg)  # MsgId, or sender + CreateTime + event for events (they carry no MsgId)
 
@@ -76,8 +82,8 @@ def to_incoming(msg: WechatMessage, at: datetime, *, menu: Mapping[str, str],
     if msg.msg_type == "voice" and msg.content:  # speech recognition is on: the words are the message
         return incoming("text", msg.content, voice=True, media_id=msg.media_id)
     if msg.msg_type == "event":
-        if msg.event == "subscribe":
-            return incoming("subscribe", scene=msg.event_key)
+        if msg.event == "subscribe":  # by a parametric QR code: EventKey is qrscene_ + the code's scene
+            return incoming("subscribe", scene=(msg.event_key or "").removeprefix("qrscene_") or None)
         if msg.event == "unsubscribe":
             return incoming("unsubscribe")
         if msg.event == "click":
@@ -101,10 +107,12 @@ def to_incoming(msg: WechatMessage, at: datetime, *, menu: Mapping[str, str],
 
 def wechat_texts(replies: Sequence[Reply], renderer: ReplyRenderer) -> list[str]:
     """Replies as WeChat text messages: markup made plain (【key facts】), options as lines, split under the
-    length limit. Several replies of one turn share messages, so the passive reply carries as much as it can."""
+    length limit. Several replies of one turn share messages, so the passive reply carries as much as it can.
+    Characters XML cannot carry are dropped: a reply of nothing else is no message (`success`), never an
+    XML reply with empty Content."""
     parts: list[str] = []
     for reply in replies:
-        if reply.kind == "typing" or not reply.text.strip():
+        if reply.kind == "typing" or not xml_text(reply.text).strip():
             continue
         text = plain_markup(reply.text)
         # Options the text does not already list (clarify numbers its questions itself) become plain lines.
@@ -112,7 +120,7 @@ def wechat_texts(replies: Sequence[Reply], renderer: ReplyRenderer) -> list[str]
         if options:
             text += "\n" + renderer.render("wechat_options", reply.lang, options=options)
         parts.append(text)
-    return split_text("\n\n".join(parts)) if parts else []
+    return split_text(xml_text("\n\n".join(parts))) if parts else []
 
 
 def unix_clock(clock: Clock) -> Callable[[], float]:
@@ -138,6 +146,7 @@ class WechatChannel:
                         if self._conf.mode != "plain" else None)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.retry_pauses: tuple[float, ...] = PUSH_RETRY_SECONDS
+        self.pause: Callable[[float], Awaitable[None]] = asyncio.sleep  # every wait before a push; tests hold it
 
     def routes(self) -> list[web.AbstractRouteDef]:
         """GET for the console's URL check and POST for callbacks, both at `[channels.wechat] path`."""
@@ -170,7 +179,7 @@ class WechatChannel:
         incoming = to_incoming(msg, self._clock.now(), menu=self._conf.menu, faq_question=self._faq_question)
         if incoming is None:
             return _success()
-        return await self._answer(msg, incoming, encrypted)
+        return await self._answer(request, msg, incoming, encrypted)
 
     def _authenticate(self, request: web.Request) -> None:
         """Signature and freshness from the query string alone, before the body is read."""
@@ -202,7 +211,8 @@ class WechatChannel:
         entry = self._engine().entry(entry_id)
         return entry.question if entry is not None else None
 
-    async def _answer(self, msg: WechatMessage, incoming: IncomingMessage, encrypted: bool) -> web.Response:
+    async def _answer(self, request: web.Request, msg: WechatMessage, incoming: IncomingMessage,
+                      encrypted: bool) -> web.Response:
         """Run the engine under the deadline; whatever it has not finished by then goes out by API."""
         task = self._spawn(self._engine().receive(incoming))
         # The deadline ends our wait, never the engine's work on a message it has claimed (wait cancels nothing).
@@ -223,9 +233,14 @@ class WechatChannel:
         # Only a retry can meet an answer already sent by API; the first, answered in time, needs no claim.
         if not texts or (outcome.duplicate and not await self._may_answer_passively(key)):
             return _success()
+        response = self._passive(msg, texts[0], encrypted)
         if len(texts) > 1 and await self._store().cache_add(f"{key}:rest", "1", self._claim_ttl):
-            self._spawn(self._push_answer(incoming.customer_id, texts[1:]))
-        return self._passive(msg, texts[0], encrypted)
+            try:  # the first part goes out before the rest is even started
+                await response.prepare(request)
+                await response.write_eof()
+            finally:  # a lost response is retried by Tencent, but the rest is claimed: it must go now
+                self._spawn(self._push_rest(incoming.customer_id, texts[1:]))
+        return response
 
     async def _may_answer_passively(self, key: str) -> bool:
         """False when the owner of this message already sends its answer by API (a retry must not double it)."""
@@ -249,6 +264,11 @@ class WechatChannel:
         if not texts or not await self._store().cache_add(key, _PUSH, self._claim_ttl):
             return  # a retry got the finished answer in time and replied passively
         await self._push_answer(incoming.customer_id, texts)
+
+    async def _push_rest(self, openid: str, texts: Sequence[str]) -> None:
+        """The parts of a long answer after the passive first one, once the customer can have seen that."""
+        await self.pause(REST_DELAY_SECONDS)
+        await self._push_answer(openid, texts)
 
     async def _push_answer(self, openid: str, texts: Sequence[str]) -> None:
         """Push the bot's answer nobody else will send; when WeChat keeps refusing it, say so in the
@@ -293,7 +313,7 @@ class WechatChannel:
                 result = await self._api().send_text(openid, text)
                 if result.ok or result.errcode != TRANSPORT_ERROR or pause is None:
                     break
-                await asyncio.sleep(pause)
+                await self.pause(pause)
             if not result.ok:
                 logger.warning("wechat push to %s stopped at part %d of %d: errcode %s",
                                mask_id(openid), index + 1, len(texts), result.errcode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -28,8 +29,12 @@ _BOUNDARIES = (
     re.compile(r"[。！？!?；;…]+[”’」』）)\]]*[ \t]*|[.](?:[ \t]+|$)"),  # the end of a sentence
 )
 
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_BOLD = re.compile(r"([ \t]*)\*\*(.+?)\*\*([ \t]*)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+)\)")
+# Chinese text and its full-width punctuation: 【】 bring their own spacing, a space beside them is a gap.
+_WIDE = re.compile("[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+# ASCII that link detectors leave off the end of a URL; any other ASCII after it would join the link.
+_URL_STOPS = frozenset(".,;:!?)]'\"")
 
 
 class WechatXmlError(ValueError):
@@ -138,15 +143,20 @@ def dedup_key(msg: WechatMessage) -> str:
     return f"{msg.from_user}:{msg.create_time}:{msg.event or msg.msg_type}:{msg.event_key or ''}"
 
 
+def xml_text(text: str) -> str:
+    """`text` without the characters XML cannot carry: what of it a reply would actually hold."""
+    return _XML_INVALID.sub("", text)
+
+
 def _cdata(text: str) -> str:
     """A CDATA section that cannot be broken out of: `]]>` is split across two sections."""
-    clean = _XML_INVALID.sub("", text)
-    return "<![CDATA[" + clean.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    return "<![CDATA[" + xml_text(text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def build_text_reply(to_user: str, from_user: str, content: str, create_time: int) -> str:
-    """A passive text reply. Empty content is refused: WeChat shows "该公众号暂时无法提供服务" for it."""
-    if not content.strip():
+    """A passive text reply. Content that is empty once XML's invalid characters are gone is refused:
+    WeChat shows "该公众号暂时无法提供服务" for it. Check with `xml_text` first to answer `success` instead."""
+    if not xml_text(content).strip():
         raise ValueError("empty reply content: answer 'success' (or an empty body) instead")
     return (
         "<xml>"
@@ -259,11 +269,30 @@ def split_text(text: str, limit_bytes: int = TEXT_LIMIT_BYTES) -> list[str]:
     return [p for p in parts if p]
 
 
+def _ends_url(char: str) -> bool:
+    """Whether `char` right after a URL stops WeChat's auto-link there (收费 would join the link)."""
+    if not char or char.isspace() or char in _URL_STOPS:
+        return True
+    return not char.isascii() and unicodedata.category(char).startswith("P")
+
+
 def plain_markup(text: str) -> str:
-    """Reply markup as WeChat plain text: `**fact**` → 【fact】, `[label](url)` → `label: url` (WeChat links it)."""
+    """Reply markup as WeChat plain text: `**fact**` → 【fact】, `[label](url)` → `label: url` (WeChat links it).
+
+    A space after the URL when text follows it directly keeps that text out of the link; the spaces Markdown
+    needs around `**` are dropped next to Chinese (第 **5** 位 → 第【5】位), kept between English words."""
+
+    def bold(m: re.Match[str]) -> str:
+        before, after = text[m.start() - 1:m.start()], text[m.end():m.end() + 1]
+        lead = "" if _WIDE.match(before) else m[1]
+        trail = "" if _WIDE.match(after) else m[3]
+        return f"{lead}【{m[2]}】{trail}"
+
+    marked = _BOLD.sub(bold, text)  # bold first, so a link sees the 】 that follows it
 
     def link(m: re.Match[str]) -> str:
         label, url = m[1].strip(), m[2]
-        return url if label == url else f"{label}: {url}"
+        gap = "" if _ends_url(marked[m.end():m.end() + 1]) else " "
+        return (url if label == url else f"{label}: {url}") + gap
 
-    return _BOLD.sub(r"【\1】", _LINK.sub(link, text))
+    return _LINK.sub(link, marked)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
 from adapters import wechat_xml
-from adapters.wechat import CHANNEL, to_incoming, unix_clock, wechat_texts
+from adapters.wechat import CHANNEL, REST_DELAY_SECONDS, to_incoming, unix_clock, wechat_texts
 from adapters.wechat_crypto import WechatCrypto
 from adapters.wechat_xml import TEXT_LIMIT_BYTES, WechatMessage
 from bot import appkeys
@@ -147,6 +147,11 @@ def message(openid: str, msg_type: str, *, create_time: int, to: str = ACCOUNT, 
 MakeHarness = Callable[..., Awaitable[Harness]]
 
 
+async def no_pause(_seconds: float) -> None:
+    """The channel's waits before a push, taken at once: tests do not sleep."""
+    await asyncio.sleep(0)
+
+
 @pytest.fixture
 async def make_harness(aiohttp_server: ServerFactory, aiohttp_client: AiohttpClient, settings: Settings,
                        clock: FakeClock, tmp_path: Path) -> AsyncIterator[MakeHarness]:
@@ -165,7 +170,9 @@ async def make_harness(aiohttp_server: ServerFactory, aiohttp_client: AiohttpCli
         store = GatedStore(str(tmp_path / f"kefu-{len(stores)}.sqlite3"), clock)
         stores.append(store)
         client = await aiohttp_client(create_app(conf, store=store, clock=clock))
-        return Harness(client, store, fake_app[FAKE_WECHAT_STATE], clock, conf, WechatCrypto(TOKEN, AES_KEY, APP_ID))
+        harness = Harness(client, store, fake_app[FAKE_WECHAT_STATE], clock, conf, WechatCrypto(TOKEN, AES_KEY, APP_ID))
+        harness.app[appkeys.WECHAT].pause = no_pause
+        return harness
 
     yield make
     for store in stores:
@@ -382,9 +389,28 @@ async def test_subscribe_gets_the_welcome_menu_and_a_number_picks_from_it(make_h
                                      create_time=wx.now()))).content
     assert "欢迎关注【家居电器旗舰店】" in welcome
     assert "1. 七天无理由退货怎么申请" in welcome and "2. " in welcome
+    assert welcome.endswith("也可以直接输入您的问题，需要人工服务请回复“人工”。")  # 也: besides the numbers
     assert "48小时内" in (await wx.say("o-new", "2", 1301)).content
     [sub, _] = await wx.events("o-new", "customer_message")
     assert sub.data["kind"] == "subscribe" and sub.data["channel_msg_id"] == f"o-new:{wx.now()}:subscribe:qrscene_42"
+
+
+async def test_subscribe_without_welcome_questions_asks_for_the_question(wx: Harness) -> None:
+    """The shipped config offers no menu: nothing for an "also" (也可以) to refer to."""
+    assert wx.settings.shop.welcome_questions == ()
+    welcome = (await wx.post(message("o-plain", "event", Event="subscribe", create_time=wx.now()))).content
+    assert welcome == ("您好，欢迎关注【家居电器旗舰店】！我是智能客服，很高兴为您服务。\n"
+                       "请直接输入您的问题，需要人工服务请回复“人工”。")
+
+
+@pytest.mark.parametrize(("questions", "last_line"), [
+    ([], 'Please type your question, or reply "agent" to talk to a person.'),
+    (["How do I return an item?"], 'You can also type your question, or reply "agent" to talk to a person.'),
+])
+def test_english_welcome_says_also_only_after_the_menu(questions: list[str], last_line: str) -> None:
+    welcome = RENDERER.render("welcome", "en", shop_name="Home & Living Store", questions=questions)
+    assert welcome.splitlines()[-1] == last_line
+    assert ("1. How do I return an item?" in welcome) == bool(questions)
 
 
 async def test_unsubscribe_is_recorded_and_answered_with_success(wx: Harness) -> None:
@@ -550,13 +576,18 @@ async def test_store_outage_is_503_so_tencent_retries_and_the_retry_is_processed
     assert len(await wx.events("o-outage", "customer_message")) == 1
 
 
-async def test_long_answer_first_part_passive_rest_by_api_once(wx: Harness) -> None:
+def long_manual_click(wx: Harness, openid: str) -> str:
+    """A menu click answered by an entry of 30 long numbered steps: several WeChat messages' worth."""
     steps = [f"{n}. 第{n}步：请您按照说明书第{n}页的图示，把**部件{n}**对准卡槽后轻轻按下，听到咔哒声即安装到位。" * 2
              for n in range(1, 31)]
     wx.app[appkeys.ENGINE].upsert_entry(FaqEntry(id="zh-long-manual", question="超长安装说明",
                                                  answer="\n".join(steps)))
-    wx.fake.customer_wrote("o-long")
-    click = message("o-long", "event", Event="CLICK", EventKey="LONG", create_time=wx.now())
+    wx.fake.customer_wrote(openid)
+    return message(openid, "event", Event="CLICK", EventKey="LONG", create_time=wx.now())
+
+
+async def test_long_answer_first_part_passive_rest_by_api_once(wx: Harness) -> None:
+    click = long_manual_click(wx, "o-long")
     first = await wx.post(click)
     await wx.settle()
     parts = [first.content, *wx.pushed("o-long")]
@@ -569,6 +600,26 @@ async def test_long_answer_first_part_passive_rest_by_api_once(wx: Harness) -> N
     assert (await wx.post(click)).content == first.content  # a retry: the same first part ...
     await wx.settle()
     assert len(wx.pushed("o-long")) == len(parts) - 1  # ... and no second copy of the rest
+
+
+async def test_the_rest_of_a_long_answer_waits_until_the_first_part_is_sent(wx: Harness) -> None:
+    """Tencent shows the passive part only once it has the whole response: a rest pushed at once came first."""
+    waits: list[float] = []
+    release = asyncio.Event()
+
+    async def held(seconds: float) -> None:
+        waits.append(seconds)
+        await release.wait()
+
+    wx.app[appkeys.WECHAT].pause = held
+    first = await wx.post(long_manual_click(wx, "o-order"))
+    assert first.content.startswith("您好") and "第1步" in first.content
+    assert wx.pushed("o-order") == []  # the customer has the first part; the rest is still waiting
+    release.set()
+    await wx.settle()
+    assert waits == [REST_DELAY_SECONDS] and REST_DELAY_SECONDS >= 1
+    rest = wx.pushed("o-order")
+    assert rest and rest[0][0].isdigit() and "第30步" in "".join(rest) and rest[-1].endswith("请问还有什么可以帮您的吗？")
 
 
 # -- pushes: agents, follow-ups, tokens, the 48-hour window --------------------------------------------
@@ -736,6 +787,27 @@ def test_every_callback_maps_to_one_incoming_message_or_none(clock: FakeClock, m
 
 
 RENDERER = ReplyRenderer(ROOT / "reply_templates")
+
+
+@pytest.mark.parametrize(("msg", "kind", "meta"), [
+    (WechatMessage(ACCOUNT, "o-m", 1, "event", event="subscribe", event_key="qrscene_42"), "subscribe",
+     {"scene": "42"}),
+    (WechatMessage(ACCOUNT, "o-m", 1, "event", event="subscribe"), "subscribe", {}),
+    (WechatMessage(ACCOUNT, "o-m", 1, "miniprogrampage", msg_id="9"), "unknown", {"msg_type": "miniprogrampage"}),
+    (WechatMessage(ACCOUNT, "o-m", 1, "event", event="click", event_key="NOPE"), "menu", {"event_key": "NOPE"}),
+])
+def test_what_the_bot_does_not_act_on_is_kept_in_meta(clock: FakeClock, msg: WechatMessage, kind: str,
+                                                       meta: dict[str, str]) -> None:
+    """A QR code's scene, an unknown type, an unconfigured menu key: context an agent needs to make sense of it."""
+    incoming = to_incoming(msg, clock.now(), menu={"RETURNS": "zh-returns-7day"}, faq_question=lambda _: None)
+    assert incoming is not None and incoming.kind == kind
+    assert incoming.meta == {"create_time": 1, **meta}
+
+
+def test_a_reply_of_characters_xml_cannot_carry_is_no_message() -> None:
+    """It would go out as XML with empty Content ("该公众号暂时无法提供服务"); the webhook answers success."""
+    assert wechat_texts([Reply("\x01\x02"), Reply("\ufffe ")], RENDERER) == []
+    assert wechat_texts([Reply("您好\x00，稍等")], RENDERER) == ["您好，稍等"]
 
 
 @hsettings(max_examples=150)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import unicodedata
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -239,8 +240,9 @@ def test_reply_drops_characters_xml_cannot_carry() -> None:
     assert root.findtext("Content") == "abc\td"
 
 
-@pytest.mark.parametrize("content", ["", "  \n "])
+@pytest.mark.parametrize("content", ["", "  \n ", "\x01\x02", " \x00\ufffe\n"])
 def test_empty_reply_is_refused(content: str) -> None:
+    """Also when only characters XML cannot carry make it non-empty: they are dropped, and the Content with them."""
     with pytest.raises(ValueError, match="success"):
         build_text_reply(OPENID, ACCOUNT, content, 1)
 
@@ -350,8 +352,18 @@ def test_default_limit_is_under_wechats_2048_bytes() -> None:
 
 
 @pytest.mark.parametrize(("markup", "plain"), [
-    ("退货运费 **由卖家承担**。", "退货运费 【由卖家承担】。"),
+    ("退货运费 **由卖家承担**。", "退货运费【由卖家承担】。"),
+    ("您排在第 **5** 位，预计等待 **3 分钟**", "您排在第【5】位，预计等待【3 分钟】"),
+    ("within **7 days** of delivery", "within 【7 days】 of delivery"),
+    ("价格 **$5** only", "价格【$5】 only"),
     ("查看 [退货政策](https://shop.example/returns) 了解详情", "查看 退货政策: https://shop.example/returns 了解详情"),
+    ("按[安装收费标准](https://example.com/install-fees)收费；",
+     "按安装收费标准: https://example.com/install-fees 收费；"),
+    ("见[价目表](https://e.example/a)。", "见价目表: https://e.example/a。"),
+    ("见[价目表](https://e.example/a)（第3页）", "见价目表: https://e.example/a（第3页）"),
+    ("see the [list](https://e.example/a).", "see the list: https://e.example/a."),
+    ("[list](https://e.example/a)/b", "list: https://e.example/a /b"),
+    ("**[重要](https://s.example/i)**收费", "【重要: https://s.example/i】收费"),
     ("[https://shop.example/](https://shop.example/)", "https://shop.example/"),
     ("步骤：\n1. **打开订单**\n2. 点 [申请](https://s.example/a)", "步骤：\n1. 【打开订单】\n2. 点 申请: https://s.example/a"),
     ("[**重要**](https://s.example/i)", "【重要】: https://s.example/i"),
@@ -360,3 +372,27 @@ def test_default_limit_is_under_wechats_2048_bytes() -> None:
 ])
 def test_plain_markup(markup: str, plain: str) -> None:
     assert plain_markup(markup) == plain
+
+
+def _url_ends(text: str, url: str) -> bool:
+    """Every `url` in `text` is followed by nothing, whitespace or punctuation a link detector stops at."""
+    for at in (i for i in range(len(text)) if text.startswith(url, i)):
+        after = text[at + len(url):at + len(url) + 1]
+        if not (after == "" or after.isspace() or after in ".,;:!?)]'\""
+                or (not after.isascii() and unicodedata.category(after).startswith("P"))):
+            return False
+    return True
+
+
+LINK = "[价目表](https://e.example/fees)"
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([LINK, "收费", "ab", "5", "/", "-", "**", " ", "\n", "。", "，", ".", ")", "（"]),
+                max_size=30).map("".join))
+def test_a_link_never_runs_into_the_text_after_it(markup: str) -> None:
+    plain = plain_markup(markup)
+    assert _url_ends(plain, "https://e.example/fees"), plain
+    unmarked = str.maketrans("", "", "*【】")  # bold's ** become 【】 (or stay, unpaired)
+    assert squeeze(plain).translate(unmarked) == squeeze(markup.replace(LINK, "价目表:https://e.example/fees")
+                                                         ).translate(unmarked)  # nothing but spaces changes
