@@ -334,12 +334,13 @@ class ConversationEngine:
         if reading.complaint is not None:
             c = reading.complaint
             turn.record(ev.COMPLAINT, severity=c.severity, category=c.category, text=text)
-            if c.severity == "major":
-                out.say("complaint_major", intent="complaint_major")
-                await self._hand_over(state, msg, out, "major_complaint", priority="major")
-            else:
-                out.say("complaint", intent="complaint", category=c.category)
-                await self._hand_over(state, msg, out, "complaint")
+            major = c.severity == "major"
+            template, reason = ("complaint_major", "major_complaint") if major else ("complaint", "complaint")
+            # What the reply promises depends on what happens next: a person now, after opening time (the
+            # night's leave-a-message asks for the contact itself), or an answer within 24 hours.
+            when = "later" if reason not in self._handoff.triggers else "now" if self._open_now() else "opening"
+            out.say(template, intent=template, category=c.category, when=when, hours=self._shop.business_hours)
+            await self._hand_over(state, msg, out, reason, priority="major" if major else None)
             return
         if reading.wants_human:
             if not await self._hand_over(state, msg, out, "customer_asked"):

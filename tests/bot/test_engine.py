@@ -171,6 +171,22 @@ async def test_clarify_pick_by_words_and_declines(unsure: ConversationEngine, cl
     assert reasons == ["clarify_declined"]
 
 
+async def test_at_night_a_safety_incident_is_told_what_to_do_now_and_when_the_shop_calls(
+        settings: Settings, store: SqliteStore) -> None:
+    """"Someone will contact you immediately" was followed by "we will contact you after we open"."""
+    from datetime import datetime
+
+    from tests.conftest import SHANGHAI
+
+    night = FakeClock(datetime(2026, 11, 24, 23, 0, tzinfo=SHANGHAI))
+    engine = build_engine(settings, store, night, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    text = await ask(engine, night, "热水器漏电了，我手被电到了")
+    assert "119" in text and "立即联系您" not in text and "上班后" in text
+    day = FakeClock(datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI))
+    by_day = build_engine(settings, store, day, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    assert "立即联系您" in await ask(by_day, day, "热水器漏电了，我手被电到了", customer="day")
+
+
 async def test_asking_for_a_person_is_recorded(small: ConversationEngine, clock: FakeClock,
                                               store: SqliteStore) -> None:
     text = await ask(small, clock, "转人工")
