@@ -75,8 +75,9 @@ class Turn:
         )
 
 
-# What a picture, link or location message carries that an agent needs to see (channels put it in meta).
-MEDIA_FIELDS = ("media_id", "pic_url", "url", "title", "label", "latitude", "longitude")
+# What a picture, link or location message carries that an agent needs to see (channels put it in meta), and the
+# context of what the bot does not act on: a follow's QR-code scene, an unknown message type, an unmapped menu key.
+MEDIA_FIELDS = ("media_id", "pic_url", "url", "title", "label", "latitude", "longitude", "scene", "msg_type", "event_key")
 
 
 @dataclass(frozen=True)

@@ -818,3 +818,13 @@ def test_shaped_texts_fit_wechat_and_keep_every_word(texts: list[str]) -> None:
     squeeze = "".join("".join(parts).split())
     expected = "".join("".join(wechat_xml.plain_markup(t) for t in texts if t.strip()).split())
     assert squeeze == expected
+
+
+async def test_context_the_bot_does_not_act_on_is_stored_for_the_agents(wx: Harness) -> None:
+    """The QR-code scene of a follow, the real type of an unknown message and the key of an unmapped menu
+    click were dropped: an agent could not see where the customer came from or what they pressed."""
+    await wx.post(message("o-ctx", "event", Event="subscribe", EventKey="qrscene_42", create_time=wx.now()))
+    await wx.post(message("o-ctx", "miniprogrampage", Title="shop", AppId="wx1", MsgId="8801", create_time=wx.now()))
+    await wx.post(message("o-ctx", "event", Event="CLICK", EventKey="NOPE", create_time=wx.now() + 1))
+    stored = [e.data.get("media") for e in await wx.events("o-ctx", "customer_message")]
+    assert stored == [{"scene": "42"}, {"msg_type": "miniprogrampage"}, {"event_key": "NOPE"}]
