@@ -14,7 +14,7 @@ from aiohttp import web
 from adapters.openapi import document
 from adapters.session import Sessions, error, explained, json_body
 from bot import conversation as ev
-from bot.auth import Agent
+from bot.auth import Agent, list_agents
 from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.figures import compute, csv_rows
@@ -231,7 +231,13 @@ class AdminApi:
 
     async def figures(self, request: web.Request, agent: Agent) -> web.Response:
         result = await self._figures(request)
-        return web.json_response(result) if isinstance(result, dict) else result
+        if not isinstance(result, dict):
+            return result
+        # The logs name agents by login; the page shows them as the console does, by display name.
+        names = {a.username: a.display_name for a in await list_agents(self._store())}
+        for row in result["agents"]:
+            row["display_name"] = names.get(row["username"], row["username"])
+        return web.json_response(result)
 
     async def figures_csv(self, request: web.Request, agent: Agent) -> web.Response:
         result = await self._figures(request)

@@ -1832,8 +1832,8 @@
       data: {
         labels,
         datasets: [
-          { label: t('kpi.bot_resolved_rate'), data: filled.map((d) => d.bot_resolved_rate), borderColor: COLORS.ok, backgroundColor: 'rgba(22,163,74,.08)', fill: 'origin', tension: 0.3, pointRadius: 0, pointHoverRadius: 4, borderWidth: 2, spanGaps: true },
-          { label: t('kpi.handoff_rate'), data: filled.map((d) => d.handoff_rate), borderColor: COLORS.warn, backgroundColor: 'transparent', tension: 0.3, pointRadius: 0, pointHoverRadius: 4, borderWidth: 2, spanGaps: true },
+          { label: t('kpi.bot_resolved_rate'), data: filled.map((d) => d.bot_resolved_rate), borderColor: COLORS.ok, backgroundColor: 'rgba(22,163,74,.08)', fill: 'origin', tension: 0.3, pointRadius: 3, pointHoverRadius: 4, borderWidth: 2, spanGaps: true },
+          { label: t('kpi.handoff_rate'), data: filled.map((d) => d.handoff_rate), borderColor: COLORS.warn, backgroundColor: 'transparent', tension: 0.3, pointRadius: 3, pointHoverRadius: 4, borderWidth: 2, spanGaps: true },
         ],
       },
       options: {
@@ -1852,7 +1852,7 @@
       empty: sat.every((v) => v === null || v === undefined),
       data: {
         labels,
-        datasets: [{ label: t('chart.satisfaction_avg'), data: sat, borderColor: COLORS.violet, backgroundColor: 'rgba(124,58,237,.10)', fill: 'origin', tension: 0.3, pointRadius: 0, pointHoverRadius: 4, borderWidth: 2, spanGaps: true }],
+        datasets: [{ label: t('chart.satisfaction_avg'), data: sat, borderColor: COLORS.violet, backgroundColor: 'rgba(124,58,237,.10)', fill: 'origin', tension: 0.3, pointRadius: 3, pointHoverRadius: 4, borderWidth: 2, spanGaps: true }],
       },
       options: {
         interaction: { mode: 'index', intersect: false },
@@ -1911,7 +1911,8 @@
     }
     const sorted = [...agents].sort((a, b) => (b.score || 0) - (a.score || 0));
     body.replaceChildren(...sorted.map((a) => el('tr', { 'data-testid': 'agent-row' },
-      el('td', null, el('span', { class: 'agent-cell' }, avatarFor(el('span', { class: 'avatar avatar-xs', 'aria-hidden': 'true' }), a.username, a.username), el('span', { text: a.username }))),
+      el('td', null, el('span', { class: 'agent-cell' }, avatarFor(el('span', { class: 'avatar avatar-xs', 'aria-hidden': 'true' }), a.username, a.display_name || a.username),
+        el('span', { text: a.display_name || a.username, title: a.username }))),
       el('td', { class: 'num', text: num(a.conversations) }),
       el('td', { class: 'num' }, a.satisfaction_avg === null || a.satisfaction_avg === undefined ? '—' : el('span', null, dec(a.satisfaction_avg), el('span', { class: 'star on small-star', 'aria-hidden': 'true', text: ' ★' }))),
       el('td', { class: 'num', text: dur(a.first_response_median) }),

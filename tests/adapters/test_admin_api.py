@@ -13,9 +13,11 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from bot import appkeys
+from bot import conversation as ev
 from bot.app import VECTORS_FILE, create_app
 from bot.auth import create_agent
 from bot.config import Settings
+from bot.models import Event
 from bot.semantic import Encoder
 from bot.storage.sqlite import SqliteStore
 from tests.adapters.test_console import H, log_in
@@ -228,6 +230,18 @@ async def test_figures_and_csv(client: Client, boss: Any, store: SqliteStore) ->
     assert (await boss.get("/api/admin/figures?from=2026-13-01")).status == 400
     csv_text = await (await boss.get("/api/admin/figures.csv")).text()
     assert csv_text.splitlines()[0].startswith("day,conversations")
+
+
+async def test_figures_name_agents_as_the_console_does(client: Client, boss: Any, store: SqliteStore,
+                                                       clock: FakeClock) -> None:
+    await create_agent(store, "li", "password-2", display_name="小李")
+    now = clock.now()
+    await store.append("web:v1", [Event("web:v1", ev.CUSTOMER_MESSAGE, now, {"text": "转人工"}),
+                                  Event("web:v1", ev.QUEUED, now, {}),
+                                  Event("web:v1", ev.AGENT_JOINED, now, {"agent": "li"}),
+                                  Event("web:v1", ev.CLOSED, now, {"by": "li", "resolved": True, "category": None})])
+    figures = await (await boss.get("/api/admin/figures")).json()
+    assert [(a["username"], a["display_name"]) for a in figures["agents"]] == [("li", "小李")]
 
 
 async def test_customer_data_is_erased_on_request(client: Client, boss: Any, store: SqliteStore) -> None:

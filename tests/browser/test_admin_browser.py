@@ -146,6 +146,11 @@ async def test_admin_edits_an_answer_tries_it_and_the_customer_gets_it_at_once(
         await expect(admin.get_by_test_id(f"kpi-{kpi}")).to_be_visible(timeout=WAIT)
     for chart in ("chart-daily", "chart-rates", "chart-satisfaction", "chart-complaints"):
         await assert_drawn(admin, chart)
+    # One day of data is one point per line: it is drawn as a dot, not left blank.
+    dots = await admin.get_by_test_id("chart-rates").locator("canvas").evaluate(
+        "c => Chart.getChart(c).getDatasetMeta(0).data.filter((p, i) => "
+        "Chart.getChart(c).data.datasets[0].data[i] !== null && p.options.radius > 0).length")
+    assert dots >= 1
     assert (await admin.get_by_test_id("figures-csv").get_attribute("href") or "").startswith("/api/admin/figures.csv?")
     await shot(admin, artifacts, "08-figures")
     await admin.get_by_test_id("chart-daily").scroll_into_view_if_needed()
