@@ -41,7 +41,7 @@ class Agent:
 
     def public(self) -> dict[str, Any]:
         return {"username": self.username, "display_name": self.display_name, "role": self.role,
-                "status": self.status}
+                "status": self.status, "max_concurrent": self.max_concurrent}
 
 
 def _agent(record: dict[str, Any]) -> Agent:

@@ -326,6 +326,8 @@
   }
 
   function toast(text, kind) {
+    // The same message again (a button clicked twice) replaces its toast instead of stacking another.
+    for (const old of $('toasts').children) if (old.textContent === text) old.remove();
     const node = el('div', { class: `toast ${kind === 'error' ? 'toast-error' : ''}`, role: kind === 'error' ? 'alert' : 'status', text });
     $('toasts').append(node);
     setTimeout(() => node.remove(), kind === 'error' ? 6000 : 3500);
@@ -707,6 +709,7 @@
           : null));
       list.append(item);
     }
+    if (state.detail) renderClaim();
     $('mine-count').textContent = String(state.mine.length);
     $('mine-empty').hidden = state.mine.length > 0;
   }
@@ -811,9 +814,24 @@
     }
     const holder = isHolder();
     $('claim').hidden = d.status !== 'queued';
+    renderClaim();
     $('transfer').hidden = !holder;
     $('release').hidden = !holder;
     $('close').hidden = !holder;
+  }
+
+  /** How many conversations this agent holds: the server refuses a claim at max_concurrent. */
+  function held() {
+    return state.mine.filter((c) => c.status === 'agent' && c.agent === state.me.username).length;
+  }
+
+  /** At the limit the claim button is off and says why, instead of failing on every click. */
+  function renderClaim() {
+    const limit = state.me && state.me.max_concurrent;
+    const full = Boolean(state.detail && state.detail.status === 'queued' && limit && held() >= limit);
+    $('claim').disabled = full;
+    $('claim-limit').hidden = !full;
+    $('claim-limit').textContent = full ? t('claim.limit', { n: limit }) : '';
   }
 
   function renderDetails() {
@@ -1288,6 +1306,7 @@
     $('claim').disabled = true;
     const ok = await action('claim', {}, 'toast.claimed');
     $('claim').disabled = false;
+    if (state.detail) renderClaim();
     if (ok) $('reply-input').focus();
   }
 
