@@ -60,6 +60,7 @@ class ConversationState:
     waiting_since: datetime | None = None
     last_agent_at: datetime | None = None
     awaiting: str | None = None  # a sent survey or follow-up visit the customer may answer
+    wait_acknowledged: bool = False  # a message written while queued was acknowledged (once per wait)
     # (job id, kind) of follow-ups the log says were scheduled and not yet ended: when none of a kind is
     # here, a customer's message need not look for one to cancel. An ending the log does not record only
     # leaves an entry behind, which costs a lookup, never a missed cancellation.
@@ -100,11 +101,13 @@ def _apply(s: dict[str, Any], e: Event) -> None:
             pending_choices=tuple(d.get("choices", ())),
             fallback_streak=s["fallback_streak"] + 1 if decision == "fallback" else 0,
             clarify_declines=s["clarify_declines"] + (1 if d.get("intent") == "clarify_declined" else 0),
+            wait_acknowledged=s["wait_acknowledged"] or d.get("intent") == "waiting",
         )
     elif e.type == HANDOFF_REQUESTED:
         s.update(handoff_requests=s["handoff_requests"] + 1, handoff_reason=d.get("reason"))
     elif e.type == QUEUED:
-        s.update(status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None, pending_choices=())
+        s.update(status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None, pending_choices=(),
+                 wait_acknowledged=False)
     elif e.type == HANDOFF_CANCELLED:
         s.update(status="bot", waiting_since=None)
     elif e.type == AGENT_JOINED:

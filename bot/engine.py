@@ -293,12 +293,14 @@ class ConversationEngine:
             turn.record("unsubscribed")
             return
         if state.status == "queued":
-            # Kept for the agent (a photo, a menu click too); the bot stays quiet unless the customer takes the
-            # request back.
+            # Kept for the agent (a photo, a menu click too); the bot says once that it has it (silence read as
+            # being ignored), and otherwise stays quiet unless the customer takes the request back.
             if msg.kind == "text" and text and self._rules.is_only("cancel", text):
                 turn.record(ev.HANDOFF_CANCELLED)
                 turn.handoff_cancelled = True
                 out.say("handoff_cancelled", intent="handoff")
+            elif not state.wait_acknowledged:
+                out.say("waiting", intent="waiting", open_now=self._open_now(), hours=self._shop.business_hours)
             return
         if state.status == "agent":
             return

@@ -467,7 +467,8 @@ async def test_a_photo_or_menu_click_while_waiting_for_a_person_is_kept_for_them
     """The bot used to answer a photo with "please describe it in words" over the head of the agent-to-be."""
     await ask(small, clock, "转人工")
     assert (await small.state("web", "c1")).status == "queued"
-    assert await small.handle(msg(clock, "", kind="image", mid="p1")) == []
+    [ack] = await small.handle(msg(clock, "", kind="image", mid="p1"))
+    assert "已收到您的消息" in ack.text and "文字" not in ack.text  # kept for the agent, acknowledged once
     assert await small.handle(IncomingMessage("web", "c1", "", clock.now(), kind="menu", channel_msg_id="m1",
                                               meta={"faq_id": ENTRIES[0].id})) == []
     kinds = [e.data["kind"] for e in await store.events("web:c1") if e.type == "customer_message"]
