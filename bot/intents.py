@@ -29,7 +29,7 @@ _EN_ADDRESS_WORDS = ("there", "guys", "everyone", "all", "team", "dear")  # whom
 _EN_FILLER = {"so", "much", "very", "a", "lot", "you", "again", "the", "for", "your", "help", "and", "oh", "ok", "okay",
               "please", "lol", "haha", "hehe", "hmm", "um", "uh", *_EN_ADDRESS_WORDS}
 _PUNCT = re.compile(r"[\W_]+", re.U)
-_UPPER, _LOWER = re.compile("[A-Z]"), re.compile("[a-z]")
+_UPPER, _LOWER, _WORD = re.compile("[A-Z]"), re.compile("[a-z]"), re.compile("[a-z]+")
 SMALL_TALK = ("goodbye", "thanks", "greeting")
 CATEGORIES = ("product_quality", "service_attitude", "logistics", "after_sales", "other")
 _READINGS = 4096  # readings kept: a shop hears the same short messages all day
@@ -218,6 +218,7 @@ def _residue(text: str) -> bool:
 
 
 def _shouting(text: str) -> bool:
+    """Capitals in a sentence of several words: "AAAA…" (a mashed key, a pasted token) is not shouting."""
     upper = len(_UPPER.findall(text))
     letters = upper + len(_LOWER.findall(text))
-    return letters >= 12 and upper / letters > 0.8
+    return letters >= 12 and upper / letters > 0.8 and len(set(_WORD.findall(text.lower()))) >= 3

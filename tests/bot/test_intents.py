@@ -112,6 +112,7 @@ def test_agitation_and_shouting() -> None:
     assert RULES.read("气死我了").agitated
     assert RULES.read("WHERE IS MY ORDER I PAID A WEEK AGO").agitated
     assert not RULES.read("where is my order").agitated
+    assert not RULES.read("A" * 300).agitated and not RULES.read("ABCDEF123456XYZ").agitated  # a mashed key, a token
 
 
 def test_yes_no_cancel_lists() -> None:
