@@ -634,7 +634,8 @@ def transcript_item(e: Event) -> dict[str, Any] | None:
         return {**base, "from": "customer", "text": e.data.get("text", ""), "kind": e.data.get("kind", "text"),
                 "client_id": e.data.get("channel_msg_id")}
     if e.type in (ev.BOT_REPLY, ev.AGENT_MESSAGE):
-        sender = "bot" if e.type == ev.BOT_REPLY else "agent"
+        # The shop's notices (an agent joined, the conversation closed) show as they did live, not as bot answers.
+        sender = e.data.get("sender", "bot") if e.type == ev.BOT_REPLY else "agent"
         return {**base, "from": sender, "text": e.data.get("text", ""),
                 "suggestions": e.data.get("suggestions", [])}
     return None

@@ -282,7 +282,7 @@ class HandoffDesk:
         if state.traditional and lang == "zh":
             text = to_traditional(text)
         event = await self._append(conversation_id, ev.BOT_REPLY, text=text, template=template, intent="handoff",
-                                   suggestions=[])
+                                   suggestions=[], sender="system")
         await self._delivery.send(conversation_id, [Reply(text=text, sender="system", lang=lang)])
         return event
 

@@ -127,6 +127,10 @@ async def test_claim_reply_release_round_trip(engine: ConversationEngine, clock:
     await engine.desk.release("web:a", wang)
     assert "智能助手继续为您服务" in outbox.texts("a")[-1]
     assert "申请发票" in await say(engine, clock, "a", "可以开发票吗")
+    # The history after a reload shows the shop's notices as they came live (system lines), not as bot answers.
+    history = await engine.transcript("web", "a")
+    notices = [h["from"] for h in history if "小王" in h["text"] or "智能助手继续" in h["text"]]
+    assert notices == ["system", "system"]
 
 
 async def test_two_agents_race_for_one_conversation(engine: ConversationEngine, clock: FakeClock,
