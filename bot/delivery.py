@@ -12,6 +12,12 @@ from bot.storage.base import ConversationStore
 logger = logging.getLogger(__name__)
 
 DELIVER_TOPIC = "deliver"
+TEXT_ONLY_CHANNELS = ("wechat",)  # suggestions arrive as plain lines: nothing to tap
+
+
+def has_buttons(conversation_id: str) -> bool:
+    """Whether the customer's channel shows suggestions as buttons (replies then say "tap", else "reply")."""
+    return conversation_id.partition(":")[0] not in TEXT_ONLY_CHANNELS
 
 
 class Delivery:

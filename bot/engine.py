@@ -19,6 +19,7 @@ from bot import jsoncodec
 from bot.clock import Clock
 from bot.config import HandoffSettings, ShopSettings, parse_hours
 from bot.conversation import ConversationState, StateCache, conversation_id, fold
+from bot.delivery import has_buttons
 from bot.flows import LeaveMessageFlow, ReturnFlow, left_contact, open_ticket
 from bot.followups import Followups, parse_rating, scheduled
 from bot.handoff import HandoffDesk, rank
@@ -291,6 +292,9 @@ class ConversationEngine:
             return
         if msg.kind == "unsubscribe":
             turn.record("unsubscribed")
+            if state.status == "queued":  # nobody can reach them any more: off the queue, not claimed in vain
+                turn.record(ev.HANDOFF_CANCELLED, reason="unsubscribed")
+                turn.handoff_cancelled = True
             return
         if state.status == "queued":
             # Kept for the agent (a photo, a menu click too); the bot says once that it has it (silence read as
@@ -316,7 +320,10 @@ class ConversationEngine:
         if state.awaiting and await self._answer_followup(state, msg, text, out):
             return
         if not _MEANINGFUL.search(unicodedata.normalize("NFKC", text)):  # full-width ２ or Ａ is meaningful too
-            self._unclear(state, out)
+            if self._rules.small_talk(text) == "thanks":  # 👍, 🙏
+                out.say("thanks", intent="thanks")
+            else:
+                self._unclear(state, out)
             return
         if state.flow is not None and state.flow.get("name") == "leave_message":
             rank_ = await self._leave_message.step(state.flow, text, out)
@@ -382,7 +389,8 @@ class ConversationEngine:
             else:
                 out.say(name, intent=name)
             if name == "goodbye":
-                turn.record(ev.CLOSED, by="customer", reason="goodbye", resolved=True,
+                # A complaint nobody has handled is not resolved by the customer leaving.
+                turn.record(ev.CLOSED, by="customer", reason="goodbye", resolved=not state.complaints,
                             complaint=bool(state.complaints))
             return
         if reading.filler:
@@ -553,9 +561,10 @@ class _Speaker:
         self.lang = lang
         self._traditional = traditional and lang == "zh"
         self._needs_opening = not state.greeted
+        self._buttons = has_buttons(turn.conversation_id)
 
     def render(self, name: str, **context: Any) -> str:
-        text = self._engine.renderer.render(name, self.lang, **context)
+        text = self._engine.renderer.render(name, self.lang, **{"buttons": self._buttons, **context})
         return to_traditional(text) if self._traditional else text
 
     def say(

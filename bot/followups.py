@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from bot import conversation as ev
 from bot.clock import Clock
 from bot.config import FollowupSettings, HandoffSettings, parse_hours
 from bot.conversation import ConversationState, fold
-from bot.delivery import Delivery
+from bot.delivery import Delivery, has_buttons
 from bot.handoff import CONSOLE_TOPIC
 from bot.models import Event, Reply, Suggestion
 from bot.outbox import Undeliverable
@@ -329,7 +330,7 @@ class Followups:
 
     async def _send(self, conv: str, state: ConversationState, template: str, *,
                     suggestions: list[Suggestion] | None = None, **context: Any) -> None:
-        text = self._render(state, template, **context)
+        text = self._render(state, template, buttons=has_buttons(conv), **context)
         reply = Reply(text=text, suggestions=tuple(suggestions or ()), lang=self._lang(state))
         if not await self._delivery.send(conv, [reply], strict=True):
             raise RuntimeError(f"channel could not deliver to {conv}")
@@ -346,13 +347,19 @@ def scheduled(job: dict[str, Any]) -> dict[str, Any]:
     return {"job_id": job["id"], "kind": job["kind"], "due": job["due"]}
 
 
+_RATING_DIGIT = re.compile(r"^([1-5])\s*(?:分|星|颗星|stars?|/5)?(?:\W|$)")
+_RATING_WORDS = {"非常满意": 5, "很满意": 5, "满意": 4, "还行": 3, "一般": 3, "不满意": 2, "很不满意": 1, "非常不满意": 1,
+                 "很好": 5, "非常好": 5, "挺好的": 4, "挺好": 4, "不错": 4, "还可以": 3, "可以": 3, "差": 1, "很差": 1,
+                 "太差了": 1, "very satisfied": 5, "satisfied": 4, "great": 5, "excellent": 5, "good": 4, "ok": 3,
+                 "okay": 3, "neutral": 3, "bad": 2, "unsatisfied": 2, "dissatisfied": 2, "very dissatisfied": 1}
+
+
 def parse_rating(text: str) -> int | None:
-    """1-5 from a digit or the usual words (满意/不满意, satisfied…), else None."""
-    t = text.strip().lower().rstrip("分星。.!！")
-    if t in ("1", "2", "3", "4", "5"):
-        return int(t)
-    words = {"非常满意": 5, "很满意": 5, "满意": 4, "还行": 3, "一般": 3, "不满意": 2, "很不满意": 1, "非常不满意": 1,
-             "very satisfied": 5, "satisfied": 4, "ok": 3, "okay": 3, "neutral": 3, "unsatisfied": 2,
-             "dissatisfied": 2, "very dissatisfied": 1, "非常滿意": 5, "滿意": 4, "不滿意": 2}
-    return words.get(t)
+    """1-5 from a digit (alone or leading the typed-out button, "5分 非常满意") or the usual words (满意, 不错,
+    satisfied…), else None. Expects simplified Chinese."""
+    t = text.strip().lower()
+    digit = _RATING_DIGIT.match(t)
+    if digit:
+        return int(digit.group(1))
+    return _RATING_WORDS.get(t.rstrip("。.!！~～"))
 

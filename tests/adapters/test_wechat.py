@@ -419,6 +419,16 @@ async def test_unsubscribe_is_recorded_and_answered_with_success(wx: Harness) ->
     assert [e.type for e in await wx.events("o-bye")] == ["customer_message", "unsubscribed"]
 
 
+async def test_a_customer_who_unfollows_while_waiting_leaves_the_queue(wx: Harness) -> None:
+    """Nobody can write to them any more: an agent must not claim the conversation in vain."""
+    wx.fake.customer_wrote("o-gone")
+    await wx.say("o-gone", "转人工", 7001)
+    assert [c for c, _ in await wx.store.queue_items()] == ["wechat:o-gone"]
+    await wx.post(message("o-gone", "event", Event="unsubscribe", create_time=wx.now() + 1))
+    assert await wx.store.queue_items() == []
+    assert [e.type for e in await wx.events("o-gone")][-2:] == ["unsubscribed", "handoff_cancelled"]
+
+
 async def test_menu_clicks_map_through_config(wx: Harness) -> None:
     wx.fake.customer_wrote("o-menu")
     faq = await wx.post(message("o-menu", "event", Event="CLICK", EventKey="RETURNS", create_time=wx.now()))

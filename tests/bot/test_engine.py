@@ -513,3 +513,22 @@ async def test_an_order_number_is_context_for_the_question_asked_with_it(
     assert "E20261118001234" in two and "E20261116002317" in two and two.count("请问还有什么可以帮您的吗") == 1
     only = await ask(small, clock, "帮我查下订单E20261118001234到哪了")
     assert "已发货" in only and "申请发票" not in only
+
+
+async def test_a_thumbs_up_is_thanks_and_leaving_after_an_unhandled_complaint_is_not_resolved(
+        small: ConversationEngine, clock: FakeClock, store: SqliteStore, settings: Settings) -> None:
+    assert "不客气" in await ask(small, clock, "👍")
+    strict = replace(settings, handoff=replace(settings.handoff, triggers=()))  # complaints stay with the bot
+    engine = build_engine(strict, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await ask(engine, clock, "我要投诉，快递太慢了", customer="angry")
+    await ask(engine, clock, "再见", customer="angry")
+    [closed] = [e for e in await store.events("web:angry") if e.type == "closed"]
+    assert closed.data["resolved"] is False and closed.data["complaint"] is True
+
+
+async def test_wechat_customers_are_asked_to_reply_not_to_tap(small: ConversationEngine, clock: FakeClock) -> None:
+    """WeChat text has no buttons: "点击" pointed at nothing."""
+    for channel in ("wechat", "web"):
+        await small.handle(msg(clock, "我要退货", channel=channel))
+        text = await ask(small, clock, "E20261118001234", channel=channel)
+        assert ("点击" in text) == (channel == "web") and "商品名称" in text

@@ -80,6 +80,16 @@ async def test_goodbye_closes_and_a_survey_follows_then_the_rating_is_recorded(
     assert ratings == [5]
 
 
+@pytest.mark.parametrize(("text", "score"), [("5", 5), ("5分 非常满意", 5), ("4星", 4), ("挺好的", 4), ("不错", 4),
+                                            ("還可以", 3), ("非常不满意", 1), ("good", 4)])
+def test_a_rating_in_the_customers_words(text: str, score: int) -> None:
+    """The typed-out button ("5分 非常满意"), 挺好的 and 不错 got the fallback instead of being counted."""
+    from bot.followups import parse_rating
+    from bot.normalize import to_simplified
+
+    assert parse_rating(to_simplified(text)) == score
+
+
 async def test_rating_words_and_low_scores(engine: ConversationEngine, clock: FakeClock,
                                            outbox: FlakyOutbox) -> None:
     await say(engine, clock, "再见")

@@ -106,6 +106,8 @@ def test_complaint_severity_and_category() -> None:
     assert general.complaint is not None
     assert (general.complaint.severity, general.complaint.category) == ("general", "logistics")
     assert RULES.read("退货运费谁出").complaint is None
+    rude = RULES.read("your delivery guy was super rude to my mom, I want to complain").complaint
+    assert rude is not None and rude.category == "service_attitude"  # not "logistics": it is about manners
 
 
 def test_agitation_and_shouting() -> None:
