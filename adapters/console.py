@@ -223,17 +223,12 @@ class ConsoleChannel:
         if not isinstance(text, str) or len(text) > MAX_TEXT or body.get("kind", "reply") not in ("reply", "answer"):
             return error(400, "bad_request")
         if body.get("kind") == "answer":  # the admin's FAQ editor: the answer as the bot will wrap it
-            close = self._answer_close(lang)
+            close = self._engine().renderer.answer_close(lang)
             found = check_answer(text, lang, close=close)
             return web.json_response({"warnings": [{"code": v.code, "detail": v.detail} for v in found],
                                       "close": close})
         warnings = [v for v in check(text, lang) if v.code != "no_courtesy" or len(text) > 30] if text else []
         return web.json_response({"warnings": [{"code": v.code, "detail": v.detail} for v in warnings]})
-
-    def _answer_close(self, lang: str) -> str:
-        """What faq_answer.j2 puts after every answer, read from the template so the check follows it."""
-        marker = "\u2063ANSWER\u2063"
-        return self._engine().renderer.render("faq_answer", lang, answer=marker).partition(marker)[2].strip()
 
     # -- live updates ------------------------------------------------------------------------------
 

@@ -201,7 +201,7 @@ async def _kb_store(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"not imported: {problem['id']}: {problem['fields']}", file=sys.stderr)
             print(f"created {result['created']}, updated {result['updated']}, {len(result['errors'])} refused")
             return 1 if result["errors"] else 0
-        findings = lint(kb.entries, engine.normalizer, engine.matcher)
+        findings = lint(kb.entries, engine.normalizer, engine.matcher, engine.renderer)
         for f in findings:
             print(f)
         errors = sum(f.level == "error" for f in findings)

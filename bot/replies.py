@@ -38,6 +38,11 @@ class ReplyRenderer:
         self._templates: dict[tuple[str, str], tuple[jinja2.Template, frozenset[str]]] = {}
         self._rendered: OrderedDict[tuple[str | None, Any], str] = OrderedDict()
 
+    def answer_close(self, lang: str) -> str:
+        """What faq_answer.j2 puts after every FAQ answer, read from the template so the checks follow it."""
+        marker = "\u2063ANSWER\u2063"
+        return self.render("faq_answer", lang, answer=marker).partition(marker)[2].strip()
+
     def render(self, name: str, lang: str, **context: Any) -> str:
         """Render template `name` in `lang` (falling back to the default language).
 
