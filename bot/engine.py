@@ -49,6 +49,10 @@ _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addres
 # A message that asks rather than answers: a question mark or a question particle at its end.
 _QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
 MAX_ORDERS = 3  # order numbers looked up from one message
+MAX_PARTS = 3  # questions answered from one message
+_SENTENCE_END = re.compile(r"[?？。；;!！\n]+|(?<=[a-z])\.\s+", re.I)
+_JOINING = re.compile(r"^(?:另外|还有|还想问一?下|再问一?下|以及|并且|and also|also|and|besides|plus)[\s,，、]*", re.I)
+_WORD_CHARS = re.compile(r"[^\W_]")
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -429,6 +433,8 @@ class ConversationEngine:
     async def _answer_faq(self, state: ConversationState, msg: IncomingMessage, question: str, lang: str,
                           out: _Speaker) -> None:
         result = await self._match(question, lang)
+        if await self._answer_each(state, msg, question, lang, out, whole=result):
+            return
         if result.decision == "answer":
             await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
         elif result.decision == "clarify":
@@ -455,8 +461,27 @@ class ConversationEngine:
         await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
         return self.matcher.match(question, lang=lang)
 
+    async def _answer_each(self, state: ConversationState, msg: IncomingMessage, question: str, lang: str,
+                           out: _Speaker, *, whole: MatchResult) -> bool:
+        """Several questions in one message ("包邮吗？另外安装收费吗？"): each the FAQ answers outright is answered,
+        when that says more than the match of the whole message (which offered choices, or one answer of
+        several). True when it answered."""
+        parts = question_parts(question)
+        if len(parts) < 2:
+            return False
+        found: dict[str, MatchResult] = {}
+        for part in parts[:MAX_PARTS]:
+            result = await self._match(part, lang)
+            if result.decision == "answer":
+                found.setdefault(result.candidates[0].entry_id, result)
+        if not found or (len(found) == 1 and whole.decision == "answer"):
+            return False
+        for i, (entry_id, result) in enumerate(found.items(), start=1):
+            await self._give_answer(state, msg, entry_id, out, result, closing=i == len(found))
+        return True
+
     async def _give_answer(self, state: ConversationState, msg: IncomingMessage, entry_id: str, out: _Speaker,
-                           result: MatchResult | None = None) -> None:
+                           result: MatchResult | None = None, *, closing: bool = True) -> None:
         entry = self._entries[entry_id]
         score = result.candidates[0].score if result else None
         out.say(
@@ -467,6 +492,7 @@ class ConversationEngine:
             score=score,
             candidates=_candidates(result) if result else [],
             answer=entry.answer,
+            context={"closing": closing},
         )
         if entry.needs_agent:
             await self._hand_over(state, msg, out, "faq_needs_agent")
@@ -588,6 +614,20 @@ class _Speaker:
             for s in (suggestions or [])
         )
         self.turn.say(Reply(text=text, suggestions=labels, lang=self.lang), template=template, **data)
+
+
+def question_parts(text: str) -> list[str]:
+    """The sentences of a message that may each ask something: split at sentence ends (？。；!), a joining word
+    in front left out (另外, 还有, also) when enough is left after it ("还有货吗" keeps its 还有)."""
+    parts = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = sentence.strip(" ,，、")
+        joined = _JOINING.match(sentence)
+        if joined and len(_WORD_CHARS.findall(sentence[joined.end():])) >= 3:
+            sentence = sentence[joined.end():]
+        if len(_WORD_CHARS.findall(sentence)) >= 2:
+            parts.append(sentence)
+    return parts
 
 
 def _picked(text: str) -> int | None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.assemble import build_engine
 from bot.config import Settings
@@ -532,3 +534,27 @@ async def test_wechat_customers_are_asked_to_reply_not_to_tap(small: Conversatio
         await small.handle(msg(clock, "我要退货", channel=channel))
         text = await ask(small, clock, "E20261118001234", channel=channel)
         assert ("点击" in text) == (channel == "web") and "商品名称" in text
+
+
+async def test_several_questions_in_one_message_are_each_answered(small: ConversationEngine, clock: FakeClock) -> None:
+    """Matched as one text, two questions got a clarification offering both (or one answer) instead of both."""
+    text = await ask(small, clock, "可以开发票吗？另外七天无理由退货怎么申请？")
+    assert "申请发票" in text and "签收后7天内无理由退货" in text
+    assert text.count("请问还有什么可以帮您的吗") == 1
+
+
+def test_the_questions_of_a_message() -> None:
+    from bot.engine import question_parts
+
+    assert question_parts("包邮吗？另外安装收费吗？还有多久发货") == ["包邮吗", "安装收费吗", "多久发货"]
+    assert question_parts("还有货吗") == ["还有货吗"]  # 还有 is part of the question here
+    assert question_parts("Is it in stock? Also, can I pay in installments?") == ["Is it in stock",
+                                                                                "can I pay in installments"]
+
+
+@given(st.text(max_size=300))
+def test_question_parts_are_pieces_of_the_message(text: str) -> None:
+    from bot.engine import question_parts
+
+    parts = question_parts(text)
+    assert all(part and part in text for part in parts)
