@@ -15,7 +15,7 @@ from bot.clock import Clock
 from bot.engine import ConversationEngine
 from bot.knowledge import KnowledgeError, entry_from_record, to_record
 from bot.models import FaqEntry
-from bot.norms import check
+from bot.norms import ANSWER_WARNINGS, check_answer
 from bot.storage.base import ConflictError, ConversationStore
 
 KB_TOPIC = "kb"
@@ -237,10 +237,11 @@ class FaqAdmin:
             if top and top[0].score >= self._near:
                 warnings.append({"code": "near_duplicate", "phrasing": phrasing, "other_id": top[0].entry_id,
                                  "score": round(top[0].score, 3)})
-        if not body.get("override_reason"):
-            violations = check(entry.answer, entry.lang)
-            if violations:
-                fields["answer"] = "; ".join(f"{v.code}: {v.detail}" for v in violations)
+        found = check_answer(entry.answer, entry.lang, close=self._engine.renderer.answer_close(entry.lang))
+        warnings += [{"code": v.code, "detail": v.detail} for v in found if v.code in ANSWER_WARNINGS]
+        violations = [v for v in found if v.code not in ANSWER_WARNINGS]
+        if violations and not body.get("override_reason"):
+            fields["answer"] = "; ".join(f"{v.code}: {v.detail}" for v in violations)
         if fields:
             raise FaqInvalid(fields, warnings)
         return entry, warnings

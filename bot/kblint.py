@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.matcher import Matcher
 from bot.models import FaqEntry
 from bot.normalize import Normalizer
-from bot.norms import check_answer
+from bot.norms import ANSWER_WARNINGS, check_answer
 from bot.replies import ReplyRenderer
 
 
@@ -23,10 +23,6 @@ class Finding:
         return f"{self.level}: {self.entry_id}: {self.code}: {self.detail}"
 
 
-# The bot adds the greeting and the closing question itself: an answer repeating them reads oddly, not wrongly.
-_WARNINGS = ("greeting_start", "repeats_close")
-
-
 def lint(entries: Sequence[FaqEntry], normalizer: Normalizer, matcher: Matcher,
          renderer: ReplyRenderer) -> list[Finding]:
     """Every finding for the given entries, in entry order."""
@@ -34,7 +30,7 @@ def lint(entries: Sequence[FaqEntry], normalizer: Normalizer, matcher: Matcher,
     owner: dict[str, str] = {}
     for entry in entries:
         for v in check_answer(entry.answer, entry.lang, close=renderer.answer_close(entry.lang)):
-            findings.append(Finding(entry.id, "warning" if v.code in _WARNINGS else "error", f"norms.{v.code}",
+            findings.append(Finding(entry.id, "warning" if v.code in ANSWER_WARNINGS else "error", f"norms.{v.code}",
                                     v.detail))
         for phrasing in entry.phrasings:
             key = normalizer(phrasing)

@@ -63,6 +63,11 @@ def check(text: str, lang: str, *, max_chars: int | None = None) -> list[Violati
     return found
 
 
+# check_answer's findings about what the bot adds itself (its greeting, its closing question): an answer
+# repeating them reads oddly, not wrongly, so they warn and never block a save.
+ANSWER_WARNINGS = ("greeting_start", "repeats_close")
+
+
 def check_answer(text: str, lang: str, *, close: str) -> list[Violation]:
     """check() for a FAQ answer, which the bot wraps: the opening goes before an episode's first reply and
     faq_answer.j2 adds `close` after every answer, so an answer carrying its own greeting or that close

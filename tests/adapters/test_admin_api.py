@@ -87,6 +87,14 @@ async def test_create_answers_customers_at_once(client: Client, boss: Any) -> No
     assert "免费为您包装" in await customer_asks(client, "可以帮忙包装成礼物吗")
 
 
+async def test_an_answer_repeating_the_bots_greeting_or_close_is_saved_with_a_warning(client: Client,
+                                                                                     boss: Any) -> None:
+    wrapped = {**NEW, "answer": "您好，可以的，我们会免费为您包装。请问还有什么可以帮您的吗？"}
+    resp = await boss.post("/api/admin/faq", json=wrapped, headers=H)
+    assert resp.status == 201, await resp.text()
+    assert {w["code"] for w in (await resp.json())["warnings"]} == {"greeting_start", "repeats_close"}
+
+
 async def test_validation_is_field_level(client: Client, boss: Any) -> None:
     cases = [
         ({**NEW, "id": "Bad Id!"}, "id"),
