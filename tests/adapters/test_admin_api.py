@@ -92,7 +92,7 @@ async def test_an_answer_repeating_the_bots_greeting_or_close_is_saved_with_a_wa
     wrapped = {**NEW, "answer": "您好，可以的，我们会免费为您包装。请问还有什么可以帮您的吗？"}
     resp = await boss.post("/api/admin/faq", json=wrapped, headers=H)
     assert resp.status == 201, await resp.text()
-    assert {w["code"] for w in (await resp.json())["warnings"]} == {"greeting_start", "repeats_close"}
+    assert {w["code"] for w in (await resp.json())["warnings"]} >= {"greeting_start", "repeats_close"}
 
 
 async def test_validation_is_field_level(client: Client, boss: Any) -> None:
