@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from bot import conversation as ev
@@ -27,7 +28,8 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import Normalizer, detect_lang, has_cjk, to_simplified, to_traditional, written_traditional
+from bot.normalize import (Normalizer, detect_lang, has_cjk, to_simplified, to_traditional, word_count,
+                           written_traditional)
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
@@ -50,6 +52,8 @@ _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addres
 _QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
 MAX_ORDERS = 3  # order numbers looked up from one message
 MAX_PARTS = 3  # questions answered from one message
+FOLLOW_UP_WORDS = 12  # a message this short right after an FAQ reply may lean on it ("那要多久？")
+FOLLOW_UP_WITHIN = timedelta(minutes=10)
 _SENTENCE_END = re.compile(r"[?？。；;!！\n]+|(?<=[a-z])\.\s+", re.I)
 _JOINING = re.compile(r"^(?:另外|还有|还想问一?下|再问一?下|以及|并且|and also|also|and|besides|plus)[\s,，、]*", re.I)
 _WORD_CHARS = re.compile(r"[^\W_]")
@@ -435,7 +439,10 @@ class ConversationEngine:
         result = await self._match(question, lang)
         if await self._answer_each(state, msg, question, lang, out, whole=result):
             return
-        if result.decision == "answer":
+        if result.decision != "answer" and (meant := await self._in_context(out.turn.conversation_id, question,
+                                                                            lang, result)):
+            await self._give_answer(state, msg, meant, out)
+        elif result.decision == "answer":
             await self._give_answer(state, msg, result.candidates[0].entry_id, out, result)
         elif result.decision == "clarify":
             entries = [e for c in result.candidates if (e := self._entries.get(c.entry_id))]
@@ -460,6 +467,25 @@ class ConversationEngine:
     async def _match(self, question: str, lang: str) -> MatchResult:
         await self.matcher.prepare(question, lang=lang)  # a new question's encoding, off the event loop
         return self.matcher.match(question, lang=lang)
+
+    async def _in_context(self, conv: str, question: str, lang: str, own: MatchResult) -> str | None:
+        """A short follow-up to the FAQ reply just given ("怎么预约安装" → "那要多久？", "and how much is it?") read
+        together with the question before it: the entry that reading ranks first, leaving out the one just
+        answered, when the follow-up's own match has it among its candidates too; else None."""
+        if word_count(question) > FOLLOW_UP_WORDS:
+            return None
+        events = await self._store.events(conv)
+        replies = [e for e in events if e.type == ev.BOT_REPLY]
+        if not replies or replies[-1].data.get("intent") != "faq" or \
+                self.clock.now() - replies[-1].at > FOLLOW_UP_WITHIN:
+            return None
+        before = next((e.data.get("text", "") for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE), "")
+        if not before:
+            return None
+        together = await self._match(f"{before} {question}", lang)
+        # The same answer again does not help ("试过了还是不行" after the fix): that stays a miss.
+        first = next((c.entry_id for c in together.candidates if c.entry_id != replies[-1].data.get("faq_id")), None)
+        return first if first is not None and first in {c.entry_id for c in own.candidates} else None
 
     async def _answer_each(self, state: ConversationState, msg: IncomingMessage, question: str, lang: str,
                            out: _Speaker, *, whole: MatchResult) -> bool:

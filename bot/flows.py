@@ -15,6 +15,7 @@ from bot.clock import Clock
 from bot.handoff import rank
 from bot.intents import IntentRules
 from bot.models import Suggestion
+from bot.normalize import word_count
 from bot.orders import OrderProvider
 from bot.privacy import mask
 from bot.replies import ReplyRenderer
@@ -28,7 +29,6 @@ TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hou
 MAX_FIELD_CHARS = 200
 CONTACT_WORDS_AROUND = 10  # "我的电话是13812345678", "my email is a@b.cn": a contact, not a new question
 _NUMBER_RUN = re.compile(r"\+?\d[\d\s-]{6,}\d")
-_WORDS = re.compile(r"[A-Za-z]+|[^\W\d_A-Za-z]")  # English words and single Chinese characters
 PROBLEM_MIN_CHARS = 6  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
 _WORD_CHARS = re.compile(r"[^\W_]")
 NOTHING_TO_RETURN = ("pending_payment", "cancelled", "refunding", "refunded")  # order states with nothing to send back
@@ -220,8 +220,7 @@ def left_contact(text: str) -> str | None:
     contact = contact_in(text)
     if contact is None:
         return None
-    rest = _NUMBER_RUN.sub(" ", _EMAIL.sub(" ", text))
-    return contact if len(_WORDS.findall(rest)) <= CONTACT_WORDS_AROUND else None
+    return contact if word_count(_NUMBER_RUN.sub(" ", _EMAIL.sub(" ", text))) <= CONTACT_WORDS_AROUND else None
 
 
 def _message(text: str) -> str:

@@ -74,6 +74,14 @@ def written_traditional(text: str) -> bool | None:
     return False if to_traditional(han) != han else None
 
 
+_WORDS_RE = re.compile(r"[A-Za-z]+|[^\W\d_A-Za-z]")
+
+
+def word_count(text: str) -> int:
+    """English words and Chinese characters (each counts as a word): how much a message says."""
+    return len(_WORDS_RE.findall(text))
+
+
 def has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 

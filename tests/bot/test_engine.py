@@ -558,3 +558,14 @@ def test_question_parts_are_pieces_of_the_message(text: str) -> None:
 
     parts = question_parts(text)
     assert all(part and part in text for part in parts)
+
+
+async def test_a_short_follow_up_is_read_with_the_question_before_it(small: ConversationEngine,
+                                                                      clock: FakeClock) -> None:
+    """"那运费呢" right after the returns answer means the return shipping: it used to get three choices."""
+    await ask(small, clock, "七天无理由退货怎么申请")
+    shipping = next(e for e in ENTRIES if e.id == "zh-returns-shipping")
+    text = await ask(small, clock, "那运费呢")
+    assert shipping.answer.replace("**", "") in text.replace("**", "")
+    # Alone, the same words are still offered as choices: the context is the previous question only.
+    assert "以下哪个问题" in await ask(small, clock, "那运费呢", customer="new")
