@@ -470,13 +470,15 @@ class ConversationEngine:
 
     async def _in_context(self, conv: str, question: str, lang: str, own: MatchResult) -> str | None:
         """A short follow-up to the FAQ reply just given ("怎么预约安装" → "那要多久？", "and how much is it?") read
-        together with the question before it: the entry that reading ranks first, leaving out the one just
-        answered, when the follow-up's own match has it among its candidates too; else None."""
+        together with the question before it: when the follow-up's own match offers choices, the one of them that
+        reading ranks first, leaving out the entry just answered; else None."""
         if word_count(question) > FOLLOW_UP_WORDS:
+            return None
+        if own.decision != "clarify":  # the message itself must be a question for the FAQ: context breaks the tie
             return None
         events = await self._store.events(conv)
         replies = [e for e in events if e.type == ev.BOT_REPLY]
-        if not replies or replies[-1].data.get("intent") != "faq" or \
+        if not replies or replies[-1].data.get("decision") not in ("answer", "clarify") or \
                 self.clock.now() - replies[-1].at > FOLLOW_UP_WITHIN:
             return None
         before = next((e.data.get("text", "") for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE), "")
