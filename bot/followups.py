@@ -347,19 +347,23 @@ def scheduled(job: dict[str, Any]) -> dict[str, Any]:
     return {"job_id": job["id"], "kind": job["kind"], "due": job["due"]}
 
 
-_RATING_DIGIT = re.compile(r"^([1-5])\s*(?:分|星|颗星|stars?|/5)?(?:\W|$)")
-_RATING_WORDS = {"非常满意": 5, "很满意": 5, "满意": 4, "还行": 3, "一般": 3, "不满意": 2, "很不满意": 1, "非常不满意": 1,
-                 "很好": 5, "非常好": 5, "挺好的": 4, "挺好": 4, "不错": 4, "还可以": 3, "可以": 3, "差": 1, "很差": 1,
-                 "太差了": 1, "very satisfied": 5, "satisfied": 4, "great": 5, "excellent": 5, "good": 4, "ok": 3,
-                 "okay": 3, "neutral": 3, "bad": 2, "unsatisfied": 2, "dissatisfied": 2, "very dissatisfied": 1}
+_RATING_WORDS = {"非常满意": 5, "很满意": 5, "满意": 4, "还行": 3, "一般": 3, "一般般": 3, "不满意": 2, "不太满意": 2,
+                 "很不满意": 1, "非常不满意": 1, "很好": 5, "非常好": 5, "五星": 5, "好评": 5, "五星好评": 5, "挺好": 4, "不错": 4,
+                 "还可以": 3, "可以": 3, "差": 1, "很差": 1, "太差了": 1, "差评": 1,
+                 "very satisfied": 5, "satisfied": 4, "great": 5, "excellent": 5, "good": 4, "ok": 3, "okay": 3,
+                 "neutral": 3, "bad": 2, "unsatisfied": 2, "dissatisfied": 2, "very dissatisfied": 1}
+_RATING_WORD = "|".join(sorted(map(re.escape, _RATING_WORDS), key=len, reverse=True))
+# A rating is the whole message: a digit (with 分/星, as the button reads: "5分 非常满意") and/or a rating word,
+# then only particles, thanks and punctuation. "1.8米的床垫有现货吗" is a question, not a 1.
+_RATING = re.compile(rf"^(?:([1-5])\s*(?:分|星|颗星|stars?|/5)?)?[\s,，]*({_RATING_WORD})?"
+                     r"[的了吧啊呀哦啦,，。.!！~～\s]*(?:谢谢|thanks|thank you)?[的了吧啊呀哦啦,，。.!！~～\s]*$")
 
 
 def parse_rating(text: str) -> int | None:
-    """1-5 from a digit (alone or leading the typed-out button, "5分 非常满意") or the usual words (满意, 不错,
-    satisfied…), else None. Expects simplified Chinese."""
-    t = text.strip().lower()
-    digit = _RATING_DIGIT.match(t)
-    if digit:
-        return int(digit.group(1))
-    return _RATING_WORDS.get(t.rstrip("。.!！~～"))
+    """1-5 from a digit or the usual words (满意, 不错, satisfied…) when the message is nothing else, else None.
+    Expects simplified Chinese."""
+    m = _RATING.match(text.strip().lower())
+    if m is None or not (m.group(1) or m.group(2)):
+        return None
+    return int(m.group(1)) if m.group(1) else _RATING_WORDS[m.group(2)]
 

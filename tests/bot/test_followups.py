@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.assemble import build_engine
 from bot.auth import create_agent
@@ -81,9 +83,14 @@ async def test_goodbye_closes_and_a_survey_follows_then_the_rating_is_recorded(
 
 
 @pytest.mark.parametrize(("text", "score"), [("5", 5), ("5分 非常满意", 5), ("4星", 4), ("挺好的", 4), ("不错", 4),
-                                            ("還可以", 3), ("非常不满意", 1), ("good", 4)])
-def test_a_rating_in_the_customers_words(text: str, score: int) -> None:
-    """The typed-out button ("5分 非常满意"), 挺好的 and 不错 got the fallback instead of being counted."""
+                                            ("還可以", 3), ("非常不满意", 1), ("good", 4), ("很满意，谢谢", 5),
+                                            ("不太满意", 2), ("一般般吧", 3), ("五星好评", 5),
+                                            # Questions are not ratings, though they start with a digit.
+                                            ("1.8米的床垫有现货吗", None), ("3 days ago I ordered a sofa", None),
+                                            ("谢谢", None), ("12", None)])
+def test_a_rating_in_the_customers_words(text: str, score: int | None) -> None:
+    """The typed-out button ("5分 非常满意"), 挺好的 and 不错 got the fallback instead of being counted; a question
+    starting with a digit ("1.8米的床垫…") was stored as a rating of 1 and never answered."""
     from bot.followups import parse_rating
     from bot.normalize import to_simplified
 
@@ -378,3 +385,10 @@ def test_daily_purge_fires_at_four_in_the_morning(engine: ConversationEngine) ->
     fixed_now = datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI)
     assert scheduler.next_fire("daily", fixed_now) == datetime(2026, 11, 25, 4, 0, tzinfo=SHANGHAI)
     assert scheduler.next_fire("sweep", fixed_now) is not None
+
+
+@given(st.text(max_size=200))
+def test_a_rating_is_one_to_five_or_none(text: str) -> None:
+    from bot.followups import parse_rating
+
+    assert parse_rating(text) in (None, 1, 2, 3, 4, 5)
