@@ -84,9 +84,10 @@ class IntentRules:
         self._small_talk = _WordList(
             [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]
         )
-        self._any = {name: words(name, "any")
-                     for name in ("human", "complaint", "major", "agitation", "return_request", "no_contact", "order_status")}
-        self._human_not = words("human", "not")
+        names = ("human", "complaint", "major", "agitation", "return_request", "no_contact", "order_status")
+        self._any = {name: words(name, "any") for name in names}
+        # Words that contain a list's word without meaning it (报警器 holds 报警, 退订 holds 退): cut out first.
+        self._not = {name: words(name, "not") for name in names}
         # Words that ask for a person or show anger when they are the whole message (人工, 滚), not inside one.
         self._alone = {name: words(name, "only") for name in ("human", "agitation")}
         self._categories = {
@@ -112,10 +113,10 @@ class IntentRules:
 
     def _read(self, text: str) -> RuleReading:
         t = _clean(text)
-        human = self._any["human"].found_in(self._human_not.strip_from(t)) or _is_only(self._alone["human"], t)
-        major = self._any["major"].found_in(t)
-        complaint_word = self._any["complaint"].found_in(t)
-        agitated = self._any["agitation"].found_in(t) or _is_only(self._alone["agitation"], t) or _shouting(text)
+        human = self._has("human", t) or _is_only(self._alone["human"], t)
+        major = self._has("major", t)
+        complaint_word = self._has("complaint", t)
+        agitated = self._has("agitation", t) or _is_only(self._alone["agitation"], t) or _shouting(text)
         complaint = None
         if major or complaint_word:
             complaint = Complaint("major" if major else "general", self._category(t))
@@ -124,7 +125,7 @@ class IntentRules:
             wants_human=human,
             complaint=complaint,
             agitated=agitated,
-            return_request=self._any["return_request"].found_in(t),
+            return_request=self._has("return_request", t),
             filler=not _residue(t),
             question=self._question(t, text),
         )
@@ -160,7 +161,10 @@ class IntentRules:
 
     def mentions(self, name: str, text: str) -> bool:
         """The message has a word of `any` list `name` (no_contact) anywhere in it."""
-        return self._any[name].found_in(_clean(text))
+        return self._has(name, _clean(text))
+
+    def _has(self, name: str, t: str) -> bool:
+        return self._any[name].found_in(self._not[name].strip_from(t))
 
     def beyond(self, name: str, text: str) -> str:
         """What the message says besides the words of `any` list `name` and fillers; "" when nothing."""

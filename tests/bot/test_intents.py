@@ -68,6 +68,9 @@ def test_not_asking_for_a_person(text: str) -> None:
     "油烟机吸烟效果怎么样，做饭冒烟多吗", "最近搞什么活动吗", "how long do I press the wifi button on the robot vacuum?",
     "do you have a social media account?", "can the fire tv stick work with your smart tv?",
     "this sofa is so comfortable my back doesn't hurt anymore", "worst case, can I return it after 7 days?",
+    "燃气报警器怎么安装", "这款热水器有防漏电功能吗", "热水器的漏电保护插头指示灯不亮怎么办", "用空气炸锅炸了鸡翅，篮子怎么清洗",
+    "空气炸锅会不会烧焦食物", "办公椅的轮子会不会划伤木地板", "儿童床的护栏能防止孩子受伤吗", "我们是律师事务所，能开增值税专票吗",
+    "天太热了受不了，空调最快什么时候能装", "你们的客服电话是多少",
 ])
 def test_ordinary_questions_are_not_read_as_complaints_or_anger(text: str) -> None:
     """A rule word inside a product name or a calm question (滚筒, 充电到, fire tv) sent the customer to the
@@ -108,6 +111,17 @@ def test_complaint_severity_and_category() -> None:
     assert RULES.read("退货运费谁出").complaint is None
     rude = RULES.read("your delivery guy was super rude to my mom, I want to complain").complaint
     assert rude is not None and rude.category == "service_attitude"  # not "logistics": it is about manners
+
+
+@pytest.mark.parametrize("text", ["热水器漏电了，孩子差点触电", "我手被烫伤了", "我要报警", "有股烧焦的味道", "我要找律师告你们"])
+def test_safety_incidents_and_threats_are_major(text: str) -> None:
+    complaint = RULES.read(text).complaint
+    assert complaint is not None and complaint.severity == "major"
+
+
+def test_a_word_that_holds_a_rule_word_without_meaning_it() -> None:
+    assert not RULES.read("我想退订你们的营销短信").return_request  # 退订 holds 我想退
+    assert RULES.read("我想退货").return_request
 
 
 def test_agitation_and_shouting() -> None:
