@@ -106,7 +106,9 @@ def _apply(s: dict[str, Any], e: Event) -> None:
     elif e.type == HANDOFF_REQUESTED:
         s.update(handoff_requests=s["handoff_requests"] + 1, handoff_reason=d.get("reason"))
     elif e.type == QUEUED:
-        s.update(status="queued", priority=d.get("priority"), waiting_since=e.at, flow=None, pending_choices=(),
+        # Moved up the queue while waiting (a safety incident), the customer has waited since they first queued.
+        since = s["waiting_since"] if s["status"] == "queued" and s["waiting_since"] else e.at
+        s.update(status="queued", priority=d.get("priority"), waiting_since=since, flow=None, pending_choices=(),
                  wait_acknowledged=False)
     elif e.type == HANDOFF_CANCELLED:
         s.update(status="bot", waiting_since=None)

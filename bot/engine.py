@@ -311,6 +311,10 @@ class ConversationEngine:
                 turn.record(ev.HANDOFF_CANCELLED)
                 turn.handoff_cancelled = True
                 out.say("handoff_cancelled", intent="handoff")
+            elif msg.kind == "text" and state.priority != "major" and self._report_major(text, out):
+                # A fire or an injury while waiting: the safety advice now, and first in the queue.
+                turn.queue_rank = rank("major", self.clock.now())
+                turn.record(ev.QUEUED, priority="major", reason="major_complaint", rank=turn.queue_rank)
             elif not state.wait_acknowledged:
                 out.say("waiting", intent="waiting", open_now=self._open_now(), hours=self._shop.business_hours)
             return
@@ -334,7 +338,8 @@ class ConversationEngine:
                 self._unclear(state, out)
             return
         if state.flow is not None and state.flow.get("name") == "leave_message":
-            rank_ = await self._leave_message.step(state.flow, text, out)
+            flow = self._leave_message.note_major(state.flow, out) if self._report_major(text, out) else state.flow
+            rank_ = await self._leave_message.step(flow, text, out)
             if rank_ is not None:
                 turn.queue_rank = rank_
             return
@@ -405,6 +410,17 @@ class ConversationEngine:
             self._unclear(state, out)
             return
         await self._answer_faq(state, msg, reading.question, lang, out)
+
+    def _report_major(self, text: str, out: _Speaker) -> bool:
+        """A safety incident or threat reported where the rules are not otherwise read (waiting for a person,
+        leaving a message at night): logged, and the customer told what to do now; True when it was one."""
+        complaint = self._rules.read(text).complaint
+        if complaint is None or complaint.severity != "major":
+            return False
+        out.turn.record(ev.COMPLAINT, severity="major", category=complaint.category, text=text)
+        out.say("complaint_major", intent="complaint_major", category=complaint.category,
+                when="now" if self._open_now() else "opening", hours=self._shop.business_hours)
+        return True
 
     async def _return_step(self, state: ConversationState, msg: IncomingMessage, text: str, question: str, lang: str,
                            out: _Speaker) -> None:

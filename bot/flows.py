@@ -160,6 +160,12 @@ class LeaveMessageFlow:
         out.turn.record(ev.FLOW, state={"name": "leave_message", "step": "contact", "data": {"reason": reason}})
         out.say("leave_message_ask_contact", intent="leave_message", hours=hours)
 
+    def note_major(self, flow: dict[str, Any], out: Speaker) -> dict[str, Any]:
+        """A safety incident reported while the message is being left: the message will go first in the queue."""
+        flow = {**flow, "data": {**flow["data"], "major": True}}
+        out.turn.record(ev.FLOW, state=flow)
+        return flow
+
     async def step(self, flow: dict[str, Any], text: str, out: Speaker) -> float | None:
         """Advance the flow; the queue rank once the message is left (the caller queues it), else None.
 
@@ -194,9 +200,10 @@ class LeaveMessageFlow:
 
     async def _leave(self, data: dict[str, Any], out: Speaker) -> float:
         ticket_id = await open_ticket(self._store, self._clock, out, "leave_message", **{"contact": None, **data})
-        my_rank = rank("callback", self._clock.now())
+        priority = "major" if data.get("major") else "callback"  # a safety incident reported meanwhile goes first
+        my_rank = rank(priority, self._clock.now())
         out.turn.record(ev.FLOW, state=None)
-        out.turn.record(ev.QUEUED, priority="callback", reason=data.get("reason"), rank=my_rank)
+        out.turn.record(ev.QUEUED, priority=priority, reason=data.get("reason"), rank=my_rank)
         out.say("leave_message_done", intent="leave_message", ticket_id=ticket_id, contact=bool(data.get("contact")))
         return my_rank
 

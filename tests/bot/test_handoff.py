@@ -240,6 +240,27 @@ async def test_a_message_left_at_night_keeps_the_problem_written_first_and_needs
     assert tickets["web:c"]["contact"] == "0912345678"
 
 
+async def test_a_safety_incident_while_waiting_or_leaving_a_message_is_not_left_unheard(
+        settings: Settings, store: SqliteStore, clock: FakeClock) -> None:
+    """While queued or leaving a message at night, the rules were not read: a fire got no reply at all."""
+    engine = build_engine(settings, store, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await say(engine, clock, "a", "转人工")
+    await say(engine, clock, "b", "转人工")
+    fire = await say(engine, clock, "b", "热水器冒烟了，着火了！")
+    assert "注意人身和用电安全" in fire and "最高优先级" in fire
+    assert [c for c, _ in await store.queue_items()] == ["web:b", "web:a"]  # b now goes first
+    assert (await engine.state("web", "b")).priority == "major"
+    night = FakeClock(datetime(2026, 11, 24, 23, 30, tzinfo=SHANGHAI))
+    by_night = build_engine(settings, store, night, kb=KnowledgeBase(ENTRIES, SYNONYMS))
+    await say(by_night, night, "c", "转人工")
+    shock = await say(by_night, night, "c", "热水器漏电了，孩子被电到了")
+    assert "119" in shock
+    await say(by_night, night, "c", "13912345678")
+    assert (await by_night.state("web", "c")).priority == "major"
+    [ticket] = await store.tickets(conversation_id="web:c")
+    assert ticket["message"] == "热水器漏电了，孩子被电到了"
+
+
 async def test_repeated_fallbacks_hand_over(engine: ConversationEngine, clock: FakeClock,
                                            store: SqliteStore) -> None:
     await say(engine, clock, "a", "火星上的天气怎么样，会下雨吗")
