@@ -28,7 +28,7 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import (Normalizer, detect_lang, has_cjk, to_simplified, to_traditional, word_count,
+from bot.normalize import (Normalizer, asks, detect_lang, has_cjk, to_simplified, to_traditional, word_count,
                            written_traditional)
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
@@ -41,16 +41,18 @@ DEDUP_WAIT = 4.0  # seconds a repeat waits for the first delivery's replies (WeC
 DEDUP_POLL = 0.05
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
 # A pick from a numbered list: "2", "第二个", "2号吧", "选3", "the second one", "2nd", "option 12".
-_ZH_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
+_ZH_NUMERALS = {**{c: i for i, c in enumerate("一二三四五六七八九十", start=1)}, "最后": -1}
 _EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1,
                 "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-_PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十])(?:个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
+_PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十]|最后)(?:一个|那个|个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
                    r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
                    r"(?:st|nd|rd|th)?(?:\s+one)?(?:\s+please)?$")
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
-# A message that asks rather than answers: a question mark or a question particle at its end.
-_QUESTION = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
 MAX_ORDERS = 3  # order numbers looked up from one message
+# What is asked beside an order number is answered only on a sure match: the status already answers something,
+# and a loose match there answered "冰箱送来就是坏的" with the fridge's temperature settings.
+ORDER_QUESTION_SCORE = 0.7
 MAX_PARTS = 3  # questions answered from one message
 FOLLOW_UP_WORDS = 12  # a message this short right after an FAQ reply may lean on it ("那要多久？")
 FOLLOW_UP_WITHIN = timedelta(minutes=10)
@@ -279,7 +281,9 @@ class ConversationEngine:
 
     async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
         text = clean_text(msg.text)
-        lang = _lang_of(text, state.lang) or state.lang or self._shop.default_lang
+        # A form keeps its language: the answers to it (a product name, an address) are not a switch.
+        lang = (state.lang if state.flow is not None else None) or _lang_of(text, state.lang) or state.lang or \
+            self._shop.default_lang
         script = written_traditional(text)
         traditional = state.traditional if script is None else script
         media = {k: v for k, v in msg.meta.items() if k in MEDIA_FIELDS and isinstance(v, str) and v}
@@ -389,7 +393,8 @@ class ConversationEngine:
             # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
             rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
             asked = await self._match(rest, lang) if rest else None
-            known = asked if asked is not None and asked.decision == "answer" else None
+            known = asked if asked is not None and asked.decision == "answer" and \
+                asked.candidates[0].score >= ORDER_QUESTION_SCORE else None
             for i, order_no in enumerate(order_numbers, start=1):
                 await self._order_status(order_no, out, closing=i == len(order_numbers) and known is None)
             if known is not None:
@@ -427,7 +432,7 @@ class ConversationEngine:
         """The return form's next field, unless the customer asks a question in between ("退货运费谁出？") that
         the FAQ answers outright: answered, and the form asks again (it was stored as the product before)."""
         assert state.flow is not None
-        if _QUESTION.search(text):
+        if asks(text):
             result = await self._match(question, lang)
             entry = self._entries.get(result.candidates[0].entry_id) if result.decision == "answer" else None
             if entry is not None and not entry.needs_agent:
@@ -551,8 +556,11 @@ class ConversationEngine:
             out.turn.record(ev.RATING, score=score)
             out.say("rating_thanks", intent="rating", opening=False, score=score)
             return True
-        yes = self._rules.is_only("yes", text) or text == self.renderer.render("label_visit_yes", out.lang)
-        no = self._rules.is_only("no", text) or text == self.renderer.render("label_visit_no", out.lang)
+        # "还是没解决啊" and "解决了，谢谢" answer it as well as the buttons do; "not solved" is checked first.
+        no = self._rules.is_only("no", text) or text == self.renderer.render("label_visit_no", out.lang) or \
+            self._rules.mentions("unsolved", text)
+        yes = not no and (self._rules.is_only("yes", text) or text == self.renderer.render("label_visit_yes", out.lang)
+                          or self._rules.mentions("solved", text))
         if not (yes or no):
             return False
         out.turn.record(ev.VISIT_RESULT, answered=True, solved=yes)
@@ -676,7 +684,7 @@ def question_parts(text: str) -> list[str]:
 
 def _picked(text: str) -> int | None:
     """The number picked from a list (-1 for "the last one"), or None when the message is not a pick."""
-    t = unicodedata.normalize("NFKC", text).strip().lower().strip(" .。!！~～,，、")
+    t = to_simplified(unicodedata.normalize("NFKC", text)).strip().lower().strip(" .。!！~～,，、")
     m = _PICK.match(t)
     if m is None:
         return None
@@ -698,9 +706,10 @@ def _lang_of(text: str, current: str | None) -> str | None:
 
     A few Latin words inside a Chinese conversation ("ok thanks", a model name like "X2 Pro Max", an e-mail
     address) are not a switch to English: that takes a sentence of three words or more."""
-    if has_cjk(text):
-        return "zh"
     words = re.findall(r"[A-Za-z]{2,}", _ADDRESSES.sub(" ", text))
+    if has_cjk(text):
+        # A name or an address in Chinese inside an English sentence ("my name is 王小明") is not a switch.
+        return "zh" if current != "en" or len(_CJK_CHAR.findall(text)) > len(words) else None
     if not words or (current not in (None, "en") and len(words) < 3):
         return None
     return detect_lang(text)

@@ -15,23 +15,25 @@ from bot.clock import Clock
 from bot.handoff import rank
 from bot.intents import IntentRules
 from bot.models import Suggestion
-from bot.normalize import word_count
+from bot.normalize import asks, word_count
 from bot.orders import OrderProvider
 from bot.privacy import mask
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
 
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d{9})(?!\d)")
-# Numbers from outside the mainland: with a country code (+852 9123 4567), or a Taiwan (09…) or Hong Kong mobile.
-_OTHER_PHONE = re.compile(r"(?<![\d+])(\+[1-9]\d{0,2}[- ]?\d(?:[- ]?\d){6,13}|09\d{8}|[569]\d{7})(?!\d)")
+# Other numbers, read with spaces and dashes taken out: a country code (+852 9123 4567), a number starting
+# with 0 (a landline with its area code, 010-62345678; a Taiwan mobile, 0912-345-678), a Hong Kong mobile.
+_OTHER_PHONE = re.compile(r"(?<![\d+])(\+[1-9]\d{7,15}|0\d{9,11}|[569]\d{7})(?!\d)")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hours (seed 000/001)
 MAX_FIELD_CHARS = 200
-CONTACT_WORDS_AROUND = 10  # "我的电话是13812345678", "my email is a@b.cn": a contact, not a new question
+CONTACT_WORDS_AROUND = 20  # "我的手机号是13812345678，麻烦查好了告诉我": a contact, not a new question
 _NUMBER_RUN = re.compile(r"\+?\d[\d\s-]{6,}\d")
 PROBLEM_MIN_CHARS = 6  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
 _WORD_CHARS = re.compile(r"[^\W_]")
-NOTHING_TO_RETURN = ("pending_payment", "cancelled", "refunding", "refunded")  # order states with nothing to send back
+# Order states with nothing to send back: not paid, not shipped yet (cancelled instead), cancelled, refunded.
+NOTHING_TO_RETURN = ("pending_payment", "paid", "cancelled", "refunding", "refunded")
 
 
 class Speaker(Protocol):
@@ -180,6 +182,8 @@ class LeaveMessageFlow:
             contact = contact_in(text)
             if contact is not None:
                 data["contact"] = contact
+                if not data.get("message") and len(_WORD_CHARS.findall(_without_contact(text))) >= PROBLEM_MIN_CHARS:
+                    data["message"] = _message(text)  # "13812345678 冰箱不制冷了，麻烦明天联系我"
                 if data.get("message"):
                     return await self._leave(data, out)
                 out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
@@ -225,9 +229,13 @@ async def open_ticket(store: ConversationStore, clock: Clock, out: Speaker, kind
 def left_contact(text: str) -> str | None:
     """The phone number or e-mail address a message consists of (a few words around it allowed), else None."""
     contact = contact_in(text)
-    if contact is None:
+    if contact is None or asks(text):  # "发票能发到我邮箱 a@b.cn 吗" asks something new
         return None
-    return contact if word_count(_NUMBER_RUN.sub(" ", _EMAIL.sub(" ", text))) <= CONTACT_WORDS_AROUND else None
+    return contact if word_count(_without_contact(text)) <= CONTACT_WORDS_AROUND else None
+
+
+def _without_contact(text: str) -> str:
+    return _NUMBER_RUN.sub(" ", _EMAIL.sub(" ", text))
 
 
 def _message(text: str) -> str:
@@ -241,5 +249,5 @@ def contact_in(text: str) -> str | None:
     email = _EMAIL.search(text)
     if email:
         return email.group(0)
-    other = _OTHER_PHONE.search(text)
+    other = _OTHER_PHONE.search(text.replace(" ", "").replace("-", ""))
     return other.group(1) if other else None

@@ -82,6 +82,14 @@ def word_count(text: str) -> int:
     return len(_WORDS_RE.findall(text))
 
 
+_ASKS_RE = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
+
+
+def asks(text: str) -> bool:
+    """The message ends as a question does: a question mark, or a question particle (吗, 呢) at its end."""
+    return _ASKS_RE.search(text) is not None
+
+
 def has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 

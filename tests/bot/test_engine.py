@@ -18,6 +18,7 @@ from bot import engine as engine_module
 from bot.engine import ConversationEngine
 from bot.knowledge import KnowledgeBase
 from bot.models import IncomingMessage
+from bot.normalize import to_simplified
 from bot.storage.sqlite import SqliteStore
 from tests.fakes import FakeClock
 from tests.small_kb import ENTRIES, SYNONYMS
@@ -142,12 +143,12 @@ async def test_clarify_offers_numbered_choices_and_a_number_picks_one(unsure: Co
     assert second.answer.replace("**", "") in text.replace("**", "")
 
 
-@pytest.mark.parametrize("pick", ["第二个", "2号吧", "选2", "the second one", "2nd", "number 2 please", "２"])
+@pytest.mark.parametrize("pick", ["第二个", "2号吧", "选2", "the second one", "2nd", "number 2 please", "２", "第二個"])
 async def test_a_pick_in_the_customers_own_words(unsure: ConversationEngine, clock: FakeClock, pick: str) -> None:
     """Only a bare digit or 第2个 picked: 第二个 or "the second one" got the fallback."""
     reply = (await unsure.handle(msg(clock, "退货运费")))[0]
     second = next(e for e in ENTRIES if e.question == reply.suggestions[1].value)
-    text = await ask(unsure, clock, pick)
+    text = to_simplified(await ask(unsure, clock, pick))  # 第二個 is answered in traditional characters
     assert second.answer.replace("**", "") in text.replace("**", "")
 
 
@@ -570,3 +571,32 @@ async def test_a_short_follow_up_is_read_with_the_question_before_it(small: Conv
     assert shipping.answer.replace("**", "") in text.replace("**", "")
     # Alone, the same words are still offered as choices: the context is the previous question only.
     assert "以下哪个问题" in await ask(small, clock, "那运费呢", customer="new")
+
+
+async def test_the_last_one_picks_the_last_choice(unsure: ConversationEngine, clock: FakeClock) -> None:
+    reply = (await unsure.handle(msg(clock, "退货运费")))[0]
+    last = next(e for e in ENTRIES if e.question == reply.suggestions[-1].value)
+    assert last.answer.replace("**", "") in (await ask(unsure, clock, "最后一个")).replace("**", "")
+
+
+async def test_a_contact_in_a_sentence_after_the_fallback_is_taken_but_a_new_question_is_not(
+        small: ConversationEngine, clock: FakeClock, store: SqliteStore) -> None:
+    await ask(small, clock, "火星上的天气怎么样，会下雨吗")
+    assert "问题编号" in await ask(small, clock, "我的手机号是13812345678，麻烦查好了告诉我")
+    await ask(small, clock, "量子计算机的原理是什么", customer="b")
+    assert "问题编号" not in await ask(small, clock, "发票能发到我邮箱 abc@qq.com 吗", customer="b")
+    assert [t["contact"] for t in await store.tickets()] == ["13812345678"]
+
+
+async def test_an_english_return_form_stays_english_when_a_chinese_product_name_is_tapped(
+        small: ConversationEngine, clock: FakeClock) -> None:
+    await ask(small, clock, "I want to return my order E20261110004409")
+    replies = await small.handle(msg(clock, "人体工学办公椅"))
+    assert [r.lang for r in replies] == ["en"]
+    assert [r.lang for r in await small.handle(msg(clock, "my name is 王小明, it is too small"))] == ["en"]
+
+
+async def test_a_paid_order_not_yet_shipped_is_cancelled_not_returned(small: ConversationEngine,
+                                                                      clock: FakeClock) -> None:
+    assert "取消订单" in await ask(small, clock, "我要退货 E20261119008803")
+    assert (await small.state("web", "c1")).flow is None

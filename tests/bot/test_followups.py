@@ -138,6 +138,21 @@ async def test_complaint_visit_three_days_after_close_and_no_reopens(
     assert result == [{"answered": True, "solved": False}]
 
 
+@pytest.mark.parametrize(("answer", "solved"), [("还是没解决啊", False), ("解决了，谢谢", True), ("not fixed yet", False)])
+async def test_the_visit_is_answered_in_the_customers_words(engine: ConversationEngine, clock: FakeClock,
+                                                            store: SqliteStore, answer: str, solved: bool) -> None:
+    """Only the buttons' exact words counted: "还是没解决啊" got the fallback and the complaint was not reopened."""
+    agent = await create_agent(store, "wang", "password-1")
+    await say(engine, clock, "我要投诉，快递太慢了")
+    await engine.desk.claim("web:a", agent)
+    await engine.desk.close("web:a", agent, resolved=True, category="logistics")
+    clock.advance(days=3)
+    await engine.followups.run_due()
+    await say(engine, clock, answer)
+    result = [e.data for e in await store.events("web:a") if e.type == "visit_result"]
+    assert result == [{"answered": True, "solved": solved}]
+
+
 async def test_unanswered_visit_is_recorded(engine: ConversationEngine, clock: FakeClock,
                                             store: SqliteStore) -> None:
     await engine.followups.schedule("complaint_visit", "web:a", clock.now())

@@ -232,12 +232,15 @@ async def test_a_message_left_at_night_keeps_the_problem_written_first_and_needs
     done = await say(engine, night, "b", "洗衣机漏水")
     assert "在这里回复您" in done
     await say(engine, night, "c", "轉人工")
-    await say(engine, night, "c", "0912345678")  # a Taiwan mobile
+    await say(engine, night, "c", "0912-345-678")  # a Taiwan mobile, as it is written
     await say(engine, night, "c", "床墊什麼時候到")
+    await say(engine, night, "d", "转人工")
+    assert "留言编号" in await say(engine, night, "d", "13812345678 冰箱不制冷了，麻烦明天联系我")  # both at once
     tickets = {t["conversation_id"]: t for t in await store.tickets()}
     assert (tickets["web:a"]["contact"], tickets["web:a"]["message"]) == ("13912345678", "我的冰箱不制冷了，什么时候能来修")
     assert (tickets["web:b"]["contact"], tickets["web:b"]["message"]) == (None, "洗衣机漏水")
     assert tickets["web:c"]["contact"] == "0912345678"
+    assert (tickets["web:d"]["contact"], tickets["web:d"]["message"]) == ("13812345678", "13812345678 冰箱不制冷了，麻烦明天联系我")
 
 
 async def test_a_safety_incident_while_waiting_or_leaving_a_message_is_not_left_unheard(
