@@ -695,9 +695,10 @@ def _picked(text: str) -> int | None:
 
 
 def clean_text(text: str) -> str:
-    """Customer text made safe to store and match: no control characters, bounded length."""
+    """Customer text made safe to store and match: no control characters, bounded length; line breaks kept
+    (one each), since a customer who puts questions on lines of their own is asking several."""
     text = _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
-    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s*\n\s*", "\n", re.sub(r"[^\S\n]+", " ", text)).strip()
     return text[:MAX_TEXT_CHARS]
 
 

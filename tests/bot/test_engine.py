@@ -600,3 +600,11 @@ async def test_a_paid_order_not_yet_shipped_is_cancelled_not_returned(small: Con
                                                                       clock: FakeClock) -> None:
     assert "取消订单" in await ask(small, clock, "我要退货 E20261119008803")
     assert (await small.state("web", "c1")).flow is None
+
+
+async def test_questions_on_lines_of_their_own_are_each_answered(small: ConversationEngine, clock: FakeClock,
+                                                                  store: SqliteStore) -> None:
+    text = await ask(small, clock, "可以开发票吗\n七天无理由退货怎么申请")
+    assert "申请发票" in text and "签收后7天内无理由退货" in text
+    [stored] = [e.data["text"] for e in await store.events("web:c1") if e.type == "customer_message"]
+    assert stored == "可以开发票吗\n七天无理由退货怎么申请"  # kept as written, line break and all
