@@ -47,6 +47,9 @@ _EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "l
 _PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十]|最后)(?:一个|那个|个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
                    r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
                    r"(?:st|nd|rd|th)?(?:\s+one)?(?:\s+please)?$")
+_EN_GRAMMAR = frozenset("""a an the is are was were be am do does did can could will would should may i you he she it we
+they me my your our their this that these those what when where why how which who to of for in on at with from and or not
+no yes please have has had there""".split())
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 MAX_ORDERS = 3  # order numbers looked up from one message
@@ -707,11 +710,16 @@ def _lang_of(text: str, current: str | None) -> str | None:
 
     A few Latin words inside a Chinese conversation ("ok thanks", a model name like "X2 Pro Max", an e-mail
     address) are not a switch to English: that takes a sentence of three words or more."""
-    words = re.findall(r"[A-Za-z]{2,}", _ADDRESSES.sub(" ", text))
+    words = re.findall(r"[A-Za-z]+", _ADDRESSES.sub(" ", text))
     if has_cjk(text):
         # A name or an address in Chinese inside an English sentence ("my name is 王小明") is not a switch.
         return "zh" if current != "en" or len(_CJK_CHAR.findall(text)) > len(words) else None
-    if not words or (current not in (None, "en") and len(words) < 3):
+    long_words = [w for w in words if len(w) > 1]
+    if not long_words:
+        return None
+    # From another language, English takes a sentence: three words, one of them a grammar word ("Robot Vacuum X2
+    # Pro" and pinyin are not English sentences).
+    if current not in (None, "en") and (len(words) < 3 or not _EN_GRAMMAR.intersection(w.lower() for w in words)):
         return None
     return detect_lang(text)
 

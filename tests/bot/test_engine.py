@@ -487,6 +487,7 @@ async def test_the_conversation_keeps_its_script_and_language_until_a_message_cl
     assert "不客氣" in await ask(small, clock, "好的")
     assert "不客氣" in await ask(small, clock, "ok thanks")
     assert "申請發票" in await ask(small, clock, "X2 Pro Max 可以開發票嗎")
+    assert [r.lang for r in await small.handle(msg(clock, "Robot Vacuum X2 Pro"))] == ["zh"]  # a name, not English
     assert "申请发票" in await ask(small, clock, "可以开发票吗")  # simplified characters: simplified from here on
     assert [r.lang for r in await small.handle(msg(clock, "can I get an invoice"))] == ["en"]  # a sentence: English
 
