@@ -322,6 +322,11 @@ class ConversationEngine:
                 # A fire or an injury while waiting: the safety advice now, and first in the queue.
                 turn.queue_rank = rank("major", self.clock.now())
                 turn.record(ev.QUEUED, priority="major", reason="major_complaint", rank=turn.queue_rank)
+            elif msg.kind == "text" and self._open_now() and (self._rules.read(text).wants_human or
+                                                              self._rules.mentions("waiting", text)) and \
+                    (place := await self.desk.place_of(turn.conversation_id)) is not None:
+                # "还要等多久", "人呢？": where they are in the queue, each time they ask.
+                out.say("queue_update", intent="waiting", position=place, eta=self.desk.eta_minutes(place))
             elif not state.wait_acknowledged:
                 out.say("waiting", intent="waiting", open_now=self._open_now(), hours=self._shop.business_hours)
             return

@@ -71,6 +71,11 @@ class HandoffDesk:
         """1-based place in the queue for a conversation queued at my_rank."""
         return 1 + sum(1 for _, r in await self._store.queue_items() if r < my_rank)
 
+    async def place_of(self, conversation_id: str) -> int | None:
+        """1-based place of a queued conversation, None when it is not in the queue."""
+        items = await self._store.queue_items()
+        return next((i for i, (conv, _) in enumerate(items, start=1) if conv == conversation_id), None)
+
     def eta_minutes(self, position: int, online_agents: int = 1) -> int:
         per = statistics.median(self._handled) if self._handled else DEFAULT_HANDLING_MINUTES
         return max(1, round(position * per / max(1, online_agents)))

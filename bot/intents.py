@@ -85,7 +85,7 @@ class IntentRules:
             [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]
         )
         names = ("human", "complaint", "major", "agitation", "return_request", "no_contact", "order_status", "unsolved",
-                 "solved")
+                 "solved", "waiting")
         self._any = {name: words(name, "any") for name in names}
         # Words that contain a list's word without meaning it (报警器 holds 报警, 退订 holds 退): cut out first.
         self._not = {name: words(name, "not") for name in names}

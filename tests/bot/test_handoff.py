@@ -92,11 +92,14 @@ async def test_vip_goes_before_normal(settings: Settings, store: SqliteStore, cl
 async def test_while_queued_the_bot_is_quiet_and_cancel_returns_to_it(engine: ConversationEngine,
                                                                       clock: FakeClock, store: SqliteStore) -> None:
     await say(engine, clock, "a", "转人工")
-    # Acknowledged once per wait (silence reads as being ignored), then kept quietly for the agent.
+    # Acknowledged once per wait (silence reads as being ignored), then kept quietly for the agent; asking how
+    # long it still takes gets the place in the queue each time.
     assert "已收到您的消息" in await say(engine, clock, "a", "在吗")
     assert await say(engine, clock, "a", "可以开发票吗") == ""
     events = await store.events("web:a")
     assert events[-1].type == "customer_message" and events[-1].data["text"] == "可以开发票吗"
+    assert "排在第 **1** 位" in await say(engine, clock, "a", "还要等多久啊")
+    assert "排在第 **1** 位" in await say(engine, clock, "a", "人呢？？")
     assert "已为您取消人工服务" in await say(engine, clock, "a", "取消")
     assert await store.queue_items() == []
     assert "申请发票" in await say(engine, clock, "a", "可以开发票吗")
@@ -194,7 +197,7 @@ async def test_handoff_survives_a_restart(settings: Settings, clock: FakeClock, 
     engine2 = build_engine(settings, store2, clock, kb=KnowledgeBase(ENTRIES, SYNONYMS))
     assert [c for c, _ in await store2.queue_items()] == ["web:a"]
     assert "已收到您的消息" in await say(engine2, clock, "a", "还在吗")
-    assert await say(engine2, clock, "a", "人呢") == ""
+    assert await say(engine2, clock, "a", "好的") == ""
     await engine2.desk.claim("web:a", agent)
     assert (await engine2.state("web", "a")).status == "agent"
     await store2.close()
