@@ -59,6 +59,10 @@ ORDER_QUESTION_SCORE = 0.7
 MAX_PARTS = 3  # questions answered from one message
 FOLLOW_UP_WORDS = 12  # a message this short right after an FAQ reply may lean on it ("那要多久？")
 FOLLOW_UP_WITHIN = timedelta(minutes=10)
+# What marks a message as leaning on the one before: a joining word in front ("那要多久", "and how much"), a word
+# pointing back ("这个", "it"), or 呢 at the end ("纸质的呢"). "运费" alone is a new, vague question.
+_LEANS_BACK = re.compile(r"^(?:那|还有|另外|然后|如果|再问)|这个|那个|这款|那款|它|呢\W*$"
+                         r"|^(?:and|what about|how about|then|so|also|but)\b|\b(?:it|that|this|those|them|they)\b", re.I)
 _SENTENCE_END = re.compile(r"[?？。；;!！\n]+|(?<=[a-z])\.\s+", re.I)
 _JOINING = re.compile(r"^(?:另外|还有|还想问一?下|再问一?下|以及|并且|and also|also|and|besides|plus)[\s,，、]*", re.I)
 _WORD_CHARS = re.compile(r"[^\W_]")
@@ -501,7 +505,7 @@ class ConversationEngine:
         """A short follow-up to the FAQ reply just given ("怎么预约安装" → "那要多久？", "and how much is it?") read
         together with the question before it: when the follow-up's own match offers choices, the one of them that
         reading ranks first, leaving out the entry just answered; else None."""
-        if word_count(question) > FOLLOW_UP_WORDS:
+        if word_count(question) > FOLLOW_UP_WORDS or not _LEANS_BACK.search(question):
             return None
         if own.decision != "clarify":  # the message itself must be a question for the FAQ: context breaks the tie
             return None
@@ -610,6 +614,9 @@ class ConversationEngine:
             number = len(choices)
         if number is not None and 1 <= number <= len(choices):
             await self._give_answer(state, msg, choices[number - 1], out)
+            return True
+        if number is not None and choices:  # "4" of three: the choices stay open
+            out.say("clarify_range", intent="clarify", decision="clarify", count=len(choices), choices=choices)
             return True
         stripped = text.strip().rstrip("?？。.!！")
         for entry_id in choices:

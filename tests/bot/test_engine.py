@@ -609,3 +609,11 @@ async def test_questions_on_lines_of_their_own_are_each_answered(small: Conversa
     assert "申请发票" in text and "签收后7天内无理由退货" in text
     [stored] = [e.data["text"] for e in await store.events("web:c1") if e.type == "customer_message"]
     assert stored == "可以开发票吗\n七天无理由退货怎么申请"  # kept as written, line break and all
+
+
+async def test_a_number_past_the_choices_asks_for_one_of_them(unsure: ConversationEngine, clock: FakeClock) -> None:
+    reply = (await unsure.handle(msg(clock, "退货运费")))[0]
+    count = len(reply.suggestions)
+    assert f"1–{count}" in await ask(unsure, clock, str(count + 1))
+    first = next(e for e in ENTRIES if e.question == reply.suggestions[0].value)
+    assert first.answer.replace("**", "") in (await ask(unsure, clock, "1")).replace("**", "")
