@@ -404,13 +404,10 @@ class ConversationEngine:
         if order_numbers:
             # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
             rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
-            asked = await self._match(rest, lang) if rest else None
-            known = asked if asked is not None and asked.decision == "answer" and \
-                asked.candidates[0].score >= ORDER_QUESTION_SCORE else None
+            known = await self._sure_answers(question_parts(rest) or [rest], lang, ORDER_QUESTION_SCORE) if rest else {}
             for i, order_no in enumerate(order_numbers, start=1):
-                await self._order_status(order_no, out, closing=i == len(order_numbers) and known is None)
-            if known is not None:
-                await self._give_answer(state, msg, known.candidates[0].entry_id, out, known)
+                await self._order_status(order_no, out, closing=i == len(order_numbers) and not known)
+            await self._give_answers(state, msg, known, out)
             return
         if reading.small_talk is not None:
             name = reading.small_talk
@@ -530,16 +527,26 @@ class ConversationEngine:
         parts = question_parts(question)
         if len(parts) < 2:
             return False
-        found: dict[str, MatchResult] = {}
-        for part in parts[:MAX_PARTS]:
-            result = await self._match(part, lang)
-            if result.decision == "answer":
-                found.setdefault(result.candidates[0].entry_id, result)
+        found = await self._sure_answers(parts, lang)
         if not found or (len(found) == 1 and whole.decision == "answer"):
             return False
+        await self._give_answers(state, msg, found, out)
+        return True
+
+    async def _sure_answers(self, questions: list[str], lang: str, min_score: float = 0.0) -> dict[str, MatchResult]:
+        """The entries the FAQ answers outright (scoring at least `min_score`) for each question, in order."""
+        found: dict[str, MatchResult] = {}
+        for question in questions[:MAX_PARTS]:
+            result = await self._match(question, lang)
+            if result.decision == "answer" and result.candidates[0].score >= min_score:
+                found.setdefault(result.candidates[0].entry_id, result)
+        return found
+
+    async def _give_answers(self, state: ConversationState, msg: IncomingMessage, found: dict[str, MatchResult],
+                            out: _Speaker) -> None:
+        """Each answer in turn, "anything else?" after the last only."""
         for i, (entry_id, result) in enumerate(found.items(), start=1):
             await self._give_answer(state, msg, entry_id, out, result, closing=i == len(found))
-        return True
 
     async def _give_answer(self, state: ConversationState, msg: IncomingMessage, entry_id: str, out: _Speaker,
                            result: MatchResult | None = None, *, closing: bool = True) -> None:

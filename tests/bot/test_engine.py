@@ -617,3 +617,10 @@ async def test_a_number_past_the_choices_asks_for_one_of_them(unsure: Conversati
     assert f"1–{count}" in await ask(unsure, clock, str(count + 1))
     first = next(e for e in ENTRIES if e.question == reply.suggestions[0].value)
     assert first.answer.replace("**", "") in (await ask(unsure, clock, "1")).replace("**", "")
+
+
+async def test_an_order_number_with_two_questions_gets_both_answered(small: ConversationEngine,
+                                                                     clock: FakeClock) -> None:
+    text = await ask(small, clock, "E20261110004409 可以开发票吗？还有七天无理由退货怎么申请？")
+    assert "已签收" in text and "申请发票" in text and "签收后7天内无理由退货" in text
+    assert text.count("请问还有什么可以帮您的吗") == 1
