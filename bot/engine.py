@@ -457,6 +457,9 @@ class ConversationEngine:
         question = next((e.data["text"] for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE and e.data.get("text")),
                         "")
         ticket_id = await open_ticket(self._store, self.clock, out, "question", question=question, contact=contact)
+        # Agents see it in their queue, as a message left at night: a ticket alone reached nobody before it was late.
+        out.turn.queue_rank = rank("callback", self.clock.now())
+        out.turn.record(ev.QUEUED, priority="callback", reason="question", rank=out.turn.queue_rank)
         out.say("question_noted", intent="question_noted", ticket_id=ticket_id)
 
     def _unclear(self, state: ConversationState, out: _Speaker) -> None:

@@ -866,6 +866,9 @@
         // The contact is shown whole only here: a callback needs it (the history masks it).
         tk.contact ? el('div', { class: 'ticket-line', testid: 'ticket-contact', text: t('tickets.contact', { contact: tk.contact }) }) : null,
         tk.message ? el('div', { class: 'ticket-line', testid: 'ticket-message', text: t('tickets.message', { message: tk.message }) }) : null,
+        // What the agent must come back on: the question the bot could not answer, the item and reason of a return.
+        ...['question', 'product', 'reason'].filter((f) => typeof tk[f] === 'string' && tk[f]).map((f) =>
+          el('div', { class: 'ticket-line', testid: `ticket-${f}`, text: t(`tickets.${f}`, { [f]: tk[f] }) })),
         tk.due_at && tk.status === 'open' ? el('div', { class: 'ticket-due', text: t('tickets.due', { time: fmtDateTime(tk.due_at) }) }) : null));
     }
     $('tickets-count').textContent = String(tickets.length);

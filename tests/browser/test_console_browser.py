@@ -151,6 +151,28 @@ async def test_norms_warning_while_typing_and_customer_markup_shown_literally(
     assert errors == []
 
 
+async def test_a_question_the_bot_promised_to_come_back_on_reaches_an_agent_with_the_question(
+        live_app: LiveApp, browser: Any, artifacts: Path) -> None:
+    """The fallback asks for a contact; the ticket it opens is queued for agents, and its card shows the question
+    (it showed only the contact, and the conversation reached no agent before the ticket was overdue)."""
+    errors: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        ws = await customer_over_socket(live_app.base_url, session, "火星上的天气怎么样，会下雨吗",
+                                        "我的电话是 13812345678")
+        page = await new_page(browser, errors)
+        await log_in(page, live_app.base_url)
+        item = page.get_by_test_id("queue-item")
+        await expect(item).to_have_count(1, timeout=WAIT)
+        await item.click()
+        await page.get_by_test_id("claim").click()
+        question = page.get_by_test_id("ticket-question")
+        await expect(question).to_contain_text("火星上的天气怎么样，会下雨吗", timeout=WAIT)
+        await expect(page.get_by_test_id("ticket-contact")).to_contain_text("13812345678", timeout=WAIT)
+        await shot(page, artifacts, "01-question-ticket")
+        await ws.close()
+    assert errors == []
+
+
 async def test_note_transfer_close_and_a_supervisor_alert(live_app: LiveApp, browser: Any, artifacts: Path) -> None:
     errors: list[str] = []
     note = "客户情绪激动，已报主管"
