@@ -57,6 +57,8 @@ MAX_ORDERS = 3  # order numbers looked up from one message
 # and a loose match there answered "冰箱送来就是坏的" with the fridge's temperature settings.
 ORDER_QUESTION_SCORE = 0.7
 MAX_PARTS = 3  # questions answered from one message
+QUOTE_CHARS = 30
+_MARKUP_CHARS = re.compile(r"[*\[\]()<>`]")
 FOLLOW_UP_WORDS = 12  # a message this short right after an FAQ reply may lean on it ("那要多久？")
 FOLLOW_UP_WITHIN = timedelta(minutes=10)
 # What marks a message as leaning on the one before: a joining word in front ("那要多久", "and how much"), a word
@@ -404,7 +406,7 @@ class ConversationEngine:
         if order_numbers:
             # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
             rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
-            known = await self._sure_answers(question_parts(rest) or [rest], lang, ORDER_QUESTION_SCORE) if rest else {}
+            known = (await self._sure_answers(question_parts(rest) or [rest], lang, ORDER_QUESTION_SCORE))[0] if rest else {}
             for i, order_no in enumerate(order_numbers, start=1):
                 await self._order_status(order_no, out, closing=i == len(order_numbers) and not known)
             await self._give_answers(state, msg, known, out)
@@ -530,26 +532,33 @@ class ConversationEngine:
         parts = question_parts(question)
         if len(parts) < 2:
             return False
-        found = await self._sure_answers(parts, lang)
+        found, missed = await self._sure_answers(parts, lang)
         if not found or (len(found) == 1 and whole.decision == "answer"):
             return False
-        await self._give_answers(state, msg, found, out)
+        await self._give_answers(state, msg, found, out, closing=not missed)
+        if missed:  # never dropped without a word: the customer asks those again, or asks for a person
+            out.say("unanswered_parts", intent="faq", decision="fallback", questions=[_quoted(q) for q in missed])
         return True
 
-    async def _sure_answers(self, questions: list[str], lang: str, min_score: float = 0.0) -> dict[str, MatchResult]:
-        """The entries the FAQ answers outright (scoring at least `min_score`) for each question, in order."""
+    async def _sure_answers(self, questions: list[str], lang: str,
+                            min_score: float = 0.0) -> tuple[dict[str, MatchResult], list[str]]:
+        """The entries the FAQ answers outright (scoring at least `min_score`) for each question, in order, and
+        the questions it does not."""
         found: dict[str, MatchResult] = {}
+        missed: list[str] = []
         for question in questions[:MAX_PARTS]:
             result = await self._match(question, lang)
             if result.decision == "answer" and result.candidates[0].score >= min_score:
                 found.setdefault(result.candidates[0].entry_id, result)
-        return found
+            else:
+                missed.append(question)
+        return found, missed
 
     async def _give_answers(self, state: ConversationState, msg: IncomingMessage, found: dict[str, MatchResult],
-                            out: _Speaker) -> None:
-        """Each answer in turn, "anything else?" after the last only."""
+                            out: _Speaker, *, closing: bool = True) -> None:
+        """Each answer in turn, "anything else?" after the last only (when `closing`)."""
         for i, (entry_id, result) in enumerate(found.items(), start=1):
-            await self._give_answer(state, msg, entry_id, out, result, closing=i == len(found))
+            await self._give_answer(state, msg, entry_id, out, result, closing=closing and i == len(found))
 
     async def _give_answer(self, state: ConversationState, msg: IncomingMessage, entry_id: str, out: _Speaker,
                            result: MatchResult | None = None, *, closing: bool = True) -> None:
@@ -705,6 +714,13 @@ def question_parts(text: str) -> list[str]:
         if len(_WORD_CHARS.findall(sentence)) >= 2:
             parts.append(sentence)
     return parts
+
+
+def _quoted(text: str) -> str:
+    """Customer words repeated in a reply: without reply markup (no bold or link of theirs in the bot's voice),
+    cut to a quotable length."""
+    text = _MARKUP_CHARS.sub("", text).strip()
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
 
 
 def _picked(text: str) -> int | None:

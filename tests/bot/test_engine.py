@@ -626,3 +626,18 @@ async def test_an_order_number_with_two_questions_gets_both_answered(small: Conv
     text = await ask(small, clock, "E20261110004409 可以开发票吗？还有七天无理由退货怎么申请？")
     assert "已签收" in text and "申请发票" in text and "签收后7天内无理由退货" in text
     assert text.count("请问还有什么可以帮您的吗") == 1
+
+
+async def test_of_several_questions_the_ones_not_known_are_named_not_dropped(small: ConversationEngine,
+                                                                             clock: FakeClock) -> None:
+    text = await ask(small, clock, "可以开发票吗？七天无理由退货怎么申请？火星上会下雨吗？")
+    assert "申请发票" in text and "签收后7天内无理由退货" in text
+    assert "“火星上会下雨吗”" in text and "人工" in text
+    assert text.count("请问还有什么可以帮您的吗") == 1
+
+
+def test_customer_words_quoted_in_a_reply_carry_no_markup() -> None:
+    from bot.engine import _quoted
+
+    assert _quoted("[点我](javascript:alert(1)) **免费**吗") == "点我javascript:alert1 免费吗"
+    assert _quoted("很" * 50).endswith("…") and len(_quoted("很" * 50)) == 31
