@@ -30,7 +30,7 @@ TICKET_DUE = timedelta(hours=24)  # every service request answered within 24 hou
 MAX_FIELD_CHARS = 200
 CONTACT_WORDS_AROUND = 20  # "我的手机号是13812345678，麻烦查好了告诉我": a contact, not a new question
 _NUMBER_RUN = re.compile(r"\+?\d[\d\s-]{6,}\d")
-PROBLEM_MIN_CHARS = 6  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
+PROBLEM_MIN_CHARS = 5  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
 _WORD_CHARS = re.compile(r"[^\W_]")
 # Order states with nothing to send back: not paid, not shipped yet (cancelled instead), cancelled, refunded.
 NOTHING_TO_RETURN = ("pending_payment", "paid", "cancelled", "refunding", "refunded")
@@ -159,7 +159,8 @@ class LeaveMessageFlow:
         self._clock = clock
 
     def start(self, out: Speaker, *, reason: str, hours: str) -> None:
-        out.turn.record(ev.FLOW, state={"name": "leave_message", "step": "contact", "data": {"reason": reason}})
+        out.turn.record(ev.FLOW, state={"name": "leave_message", "step": "contact",
+                                        "data": {"reason": reason, "hours": hours}})
         out.say("leave_message_ask_contact", intent="leave_message", hours=hours)
 
     def note_major(self, flow: dict[str, Any], out: Speaker) -> dict[str, Any]:
@@ -178,6 +179,10 @@ class LeaveMessageFlow:
             out.say("handoff_cancelled", intent="leave_message")
             return None
         data = dict(flow["data"])
+        if self._rules.read(text).wants_human or self._rules.mentions("waiting", text):
+            # "人工", "还要等多久" at night: when people are back, then what the step still needs.
+            out.say("leave_message_later", intent="leave_message", hours=data.get("hours", ""), ask=flow["step"])
+            return None
         if flow["step"] == "contact":
             contact = contact_in(text)
             if contact is not None:
@@ -196,8 +201,10 @@ class LeaveMessageFlow:
                 out.say("leave_message_ask_text", intent="leave_message")
                 return None
             if not data.get("message") and len(_WORD_CHARS.findall(text)) >= PROBLEM_MIN_CHARS:
-                data["message"] = _message(text)
+                data["message"] = _message(text)  # the problem, written first: noted, and the contact asked again
                 out.turn.record(ev.FLOW, state={**flow, "data": data})
+                out.say("leave_message_noted", intent="leave_message")
+                return None
             out.say("leave_message_invalid_contact", intent="leave_message")
             return None
         return await self._leave({**data, "message": _message(text)}, out)

@@ -228,10 +228,13 @@ async def test_a_message_left_at_night_keeps_the_problem_written_first_and_needs
     night = FakeClock(datetime(2026, 11, 24, 23, 30, tzinfo=SHANGHAI))
     engine = build_engine(settings, store, night, kb=KnowledgeBase(ENTRIES, SYNONYMS))
     await say(engine, night, "a", "转人工")
-    assert "不留" in await say(engine, night, "a", "我的冰箱不制冷了，什么时候能来修")
+    assert "服务时间是 **09:00-21:00**" in await say(engine, night, "a", "人工")  # not "that contact looks incomplete"
+    noted = await say(engine, night, "a", "我的冰箱不制冷了，什么时候能来修")
+    assert "已记下您的问题" in noted and "不完整" not in noted
     assert "留言编号" in await say(engine, night, "a", "13912345678")  # the problem was kept: not asked again
     await say(engine, night, "b", "转人工")
     assert "描述" in await say(engine, night, "b", "我不想留电话，你们直接在这里回复我")
+    assert "描述" in await say(engine, night, "b", "还要等多久")  # a question about the wait is not the message
     done = await say(engine, night, "b", "洗衣机漏水")
     assert "在这里回复您" in done
     await say(engine, night, "c", "轉人工")
