@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -81,7 +82,10 @@ class ReturnFlow:
                 return
             await self._take_order(flow, match.group(1).upper(), out)
         elif step == "product":
-            flow["data"]["product"] = value
+            items = flow["data"].get("items", [])
+            number = unicodedata.normalize("NFKC", value).rstrip(".、")
+            # "1" picks the order's first item (WeChat lists them as lines to answer with their number).
+            flow["data"]["product"] = items[int(number) - 1] if number.isdigit() and 0 < int(number) <= len(items) else value
             self._ask({**flow, "step": "reason"}, "return_ask_reason", out)
         elif step == "reason":
             quality = self._rules.category(value) == "product_quality"
