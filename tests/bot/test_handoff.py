@@ -113,7 +113,7 @@ async def test_claim_reply_release_round_trip(engine: ConversationEngine, clock:
     queue = await engine.desk.queue()
     assert queue[0]["conversation_id"] == "web:a" and queue[0]["preview"].startswith("我的订单")
     await engine.desk.claim("web:a", wang)
-    assert "客服 **小王**" in outbox.texts("a")[0]
+    assert "客服**小王**" in outbox.texts("a")[0]
     assert (await engine.state("web", "a")).status == "agent"
     # Customer messages now go to the agent only.
     assert await say(engine, clock, "a", "请问什么时候到") == ""
