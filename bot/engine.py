@@ -45,7 +45,8 @@ _ZH_NUMERALS = {**{c: i for i, c in enumerate("一二三四五六七八九十", 
 _EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1,
                 "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十]|最后)(?:一个|那个|个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
-                   r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
+                   r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?"
+                   r"(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
                    r"(?:st|nd|rd|th)?(?:\s+one)?(?:\s+please)?$")
 _EN_GRAMMAR = frozenset("""a an the is are was were be am do does did can could will would should may i you he she it we
 they me my your our their this that these those what when where why how which who to of for in on at with from and or not
@@ -97,7 +98,8 @@ class Turn:
 
 # What a picture, link or location message carries that an agent needs to see (channels put it in meta), and the
 # context of what the bot does not act on: a follow's QR-code scene, an unknown message type, an unmapped menu key.
-MEDIA_FIELDS = ("media_id", "pic_url", "url", "title", "label", "latitude", "longitude", "scene", "msg_type", "event_key")
+MEDIA_FIELDS = ("media_id", "pic_url", "url", "title", "label", "latitude", "longitude",
+                "scene", "msg_type", "event_key")
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,8 @@ class ConversationEngine:
         if order_numbers:
             # The order number is context: a question asked with it ("E… 地址填错了能改吗") is answered too.
             rest = self._rules.beyond("order_status", self._order_re.sub(" ", text))
-            known = (await self._sure_answers(question_parts(rest) or [rest], lang, ORDER_QUESTION_SCORE))[0] if rest else {}
+            known, _ = await self._sure_answers(question_parts(rest) or [rest], lang, ORDER_QUESTION_SCORE) if rest \
+                else ({}, [])
             for i, order_no in enumerate(order_numbers, start=1):
                 await self._order_status(order_no, out, closing=i == len(order_numbers) and not known)
             await self._give_answers(state, msg, known, out)
@@ -456,8 +459,8 @@ class ConversationEngine:
         """The fallback asked for a contact to come back with the answer (the norms' model reply, "and then
         really come back"): the question it could not answer becomes a ticket due in 24 hours."""
         events = await self._store.events(conv)
-        question = next((e.data["text"] for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE and e.data.get("text")),
-                        "")
+        texts = [e.data.get("text") for e in events if e.type == ev.CUSTOMER_MESSAGE]
+        question = next((t for t in reversed(texts) if t), "")
         ticket_id = await open_ticket(self._store, self.clock, out, "question", question=question, contact=contact)
         # Agents see it in their queue, as a message left at night: a ticket alone reached nobody before it was late.
         out.turn.queue_rank = rank("callback", self.clock.now())

@@ -85,7 +85,8 @@ class ReturnFlow:
             items = flow["data"].get("items", [])
             number = unicodedata.normalize("NFKC", value).rstrip(".、")
             # "1" picks the order's first item (WeChat lists them as lines to answer with their number).
-            flow["data"]["product"] = items[int(number) - 1] if number.isdigit() and 0 < int(number) <= len(items) else value
+            picked = number.isdigit() and 0 < int(number) <= len(items)
+            flow["data"]["product"] = items[int(number) - 1] if picked else value
             self._ask({**flow, "step": "reason"}, "return_ask_reason", out)
         elif step == "reason":
             quality = self._rules.category(value) == "product_quality"
@@ -131,7 +132,7 @@ class ReturnFlow:
         elif step == "confirm":
             self._confirm(flow, out)
         else:
-            template = {"order": "return_ask_order", "reason": "return_ask_reason", "contact": "return_ask_contact"}[step]
+            template = {"order": "return_ask_order", "reason": "return_ask_reason"}.get(step, "return_ask_contact")
             self._ask(flow, template, out, quality=bool(flow["data"].get("quality")))
 
     def _ask(self, flow: dict[str, Any], template: str, out: Speaker,
