@@ -161,7 +161,7 @@ class IntentRules:
         return _is_only(self._only[name], _clean(text))
 
     def mentions(self, name: str, text: str) -> bool:
-        """The message has a word of `any` list `name` (no_contact) anywhere in it."""
+        """The message has a word of `any` list `name` (no_contact, waiting, solved…) anywhere in it."""
         return self._has(name, _clean(text))
 
     def _has(self, name: str, t: str) -> bool:
