@@ -54,6 +54,7 @@ no yes please have has had there""".split())
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 MAX_ORDERS = 3  # order numbers looked up from one message
+UPSET_REASONS = ("agitated", "complaint", "major_complaint")  # handoffs a customer's "算了" does not take back
 # What is asked beside an order number is answered only on a sure match: the status already answers something,
 # and a loose match there answered "冰箱送来就是坏的" with the fridge's temperature settings.
 ORDER_QUESTION_SCORE = 0.7
@@ -322,7 +323,12 @@ class ConversationEngine:
         if state.status == "queued":
             # Kept for the agent (a photo, a menu click too); the bot says once that it has it (silence read as
             # being ignored), and otherwise stays quiet unless the customer takes the request back.
-            if msg.kind == "text" and text and self._rules.is_only("cancel", text):
+            upset = state.handoff_reason in UPSET_REASONS
+            if msg.kind == "text" and text and upset and self._rules.is_only("cancel", text) and \
+                    not self._rules.is_only("cancel_firmly", text):
+                # "算了" after a complaint or in anger is giving up, not a calm "no thanks": the request stays.
+                out.say("handoff_keep", intent="handoff")
+            elif msg.kind == "text" and text and self._rules.is_only("cancel", text):
                 turn.record(ev.HANDOFF_CANCELLED)
                 turn.handoff_cancelled = True
                 out.say("handoff_cancelled", intent="handoff")

@@ -95,7 +95,8 @@ class ReturnFlow:
         elif step == "contact":
             contact = contact_in(text)
             if contact is None:
-                self._ask(flow, "return_invalid_contact", out)
+                # Declining gets why a return needs one (the courier's pickup, the refund check), not "incomplete".
+                self._ask(flow, "return_invalid_contact", out, declined=self._rules.mentions("no_contact", text))
                 return
             flow["data"]["contact"] = contact
             self._confirm({**flow, "step": "confirm"}, out)

@@ -79,7 +79,8 @@ class IntentRules:
             table = spec.get(name, {}).get(kind, {}) or {}
             return _word_list(f"{name}.{kind}", table)
 
-        self._only = {name: words(name, "only") for name in (*SMALL_TALK, "cancel", "yes", "no", "none_of_these")}
+        self._only = {name: words(name, "only")
+                      for name in (*SMALL_TALK, "cancel", "cancel_firmly", "yes", "no", "none_of_these")}
         # All small-talk words together, longest first, so "你好" is not cut by the thanks word "好".
         self._small_talk = _WordList(
             [w for name in SMALL_TALK for w in self._only[name].zh], [w for name in SMALL_TALK for w in self._only[name].en]

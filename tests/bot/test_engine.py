@@ -265,6 +265,7 @@ async def test_return_flow_collects_validates_confirms_and_stores_a_ticket(
     contact_prompt = await ask(small, clock, "收到就坏了，质量问题")
     assert "运费由本店承担" in contact_prompt
     assert "不完整" in await ask(small, clock, "123")
+    assert "快递上门取件" in await ask(small, clock, "不想留电话")  # why it is needed, not "incomplete"
     confirm = await small.handle(msg(clock, "我的电话是 138-1234-5678"))
     assert "138****5678" in confirm[0].text and "13812345678" not in confirm[0].text
     assert [s.value for s in confirm[0].suggestions] == ["确认", "修改"]

@@ -276,3 +276,15 @@ async def test_repeated_fallbacks_hand_over(engine: ConversationEngine, clock: F
     second = await say(engine, clock, "a", "量子计算机的原理是什么")
     assert "已为您转接人工客服" in second
     assert [c for c, _ in await store.queue_items()] == ["web:a"]
+
+
+async def test_an_angry_customers_giving_up_does_not_take_the_request_back(engine: ConversationEngine,
+                                                                           clock: FakeClock) -> None:
+    """"算了" after a complaint or in anger is giving up: it cancelled the request, and a survey followed."""
+    await say(engine, clock, "a", "气死我了，冰箱送来就是坏的")
+    assert (await engine.state("web", "a")).status == "queued"
+    assert "回复“**取消**”" in await say(engine, clock, "a", "算了")
+    assert (await engine.state("web", "a")).status == "queued"
+    assert "已为您取消" in await say(engine, clock, "a", "取消")
+    await say(engine, clock, "b", "转人工")  # a calm request is taken back by 算了 as before
+    assert "已为您取消" in await say(engine, clock, "b", "算了")
