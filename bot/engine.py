@@ -28,8 +28,8 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import (Normalizer, asks, detect_lang, has_cjk, to_simplified, to_traditional, word_count,
-                           written_traditional)
+from bot.normalize import (Normalizer, asks, cjk_count, detect_lang, has_cjk, letter_count, to_simplified,
+                           to_traditional, word_count, written_traditional)
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
@@ -51,7 +51,6 @@ _PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八
 _EN_GRAMMAR = frozenset("""a an the is are was were be am do does did can could will would should may i you he she it we
 they me my your our their this that these those what when where why how which who to of for in on at with from and or not
 no yes please have has had there""".split())
-_CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 MAX_ORDERS = 3  # order numbers looked up from one message
 UPSET_REASONS = ("agitated", "complaint", "major_complaint")  # handoffs a customer's "算了" does not take back
@@ -69,7 +68,6 @@ _LEANS_BACK = re.compile(r"^(?:那|还有|另外|然后|如果|再问)|这个|�
                          r"|^(?:and|what about|how about|then|so|also|but)\b|\b(?:it|that|this|those|them|they)\b", re.I)
 _SENTENCE_END = re.compile(r"[?？。；;!！\n]+|(?<=[a-z])\.\s+", re.I)
 _JOINING = re.compile(r"^(?:另外|还有|还想问一?下|再问一?下|以及|并且|and also|also|and|besides|plus)[\s,，、]*", re.I)
-_WORD_CHARS = re.compile(r"[^\W_]")
 _MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -718,9 +716,9 @@ def question_parts(text: str) -> list[str]:
     for sentence in _SENTENCE_END.split(text):
         sentence = sentence.strip(" ,，、")
         joined = _JOINING.match(sentence)
-        if joined and len(_WORD_CHARS.findall(sentence[joined.end():])) >= 3:
+        if joined and letter_count(sentence[joined.end():]) >= 3:
             sentence = sentence[joined.end():]
-        if len(_WORD_CHARS.findall(sentence)) >= 2:
+        if letter_count(sentence) >= 2:
             parts.append(sentence)
     return parts
 
@@ -760,7 +758,7 @@ def _lang_of(text: str, current: str | None) -> str | None:
     words = re.findall(r"[A-Za-z]+", _ADDRESSES.sub(" ", text))
     if has_cjk(text):
         # A name or an address in Chinese inside an English sentence ("my name is 王小明") is not a switch.
-        return "zh" if current != "en" or len(_CJK_CHAR.findall(text)) > len(words) else None
+        return "zh" if current != "en" or cjk_count(text) > len(words) else None
     long_words = [w for w in words if len(w) > 1]
     if not long_words:
         return None

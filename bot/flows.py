@@ -16,7 +16,7 @@ from bot.clock import Clock
 from bot.handoff import rank
 from bot.intents import IntentRules
 from bot.models import Suggestion
-from bot.normalize import asks, word_count
+from bot.normalize import asks, letter_count, word_count
 from bot.orders import OrderProvider
 from bot.privacy import mask
 from bot.replies import ReplyRenderer
@@ -32,7 +32,6 @@ MAX_FIELD_CHARS = 200
 CONTACT_WORDS_AROUND = 20  # "我的手机号是13812345678，麻烦查好了告诉我": a contact, not a new question
 _NUMBER_RUN = re.compile(r"\+?\d[\d\s-]{6,}\d")
 PROBLEM_MIN_CHARS = 5  # written where a contact was asked, this much text is the customer's problem ("明天再说" is not)
-_WORD_CHARS = re.compile(r"[^\W_]")
 # Order states with nothing to send back: not paid, not shipped yet (cancelled instead), cancelled, refunded.
 NOTHING_TO_RETURN = ("pending_payment", "paid", "cancelled", "refunding", "refunded")
 
@@ -193,7 +192,7 @@ class LeaveMessageFlow:
             contact = contact_in(text)
             if contact is not None:
                 data["contact"] = contact
-                if not data.get("message") and len(_WORD_CHARS.findall(_without_contact(text))) >= PROBLEM_MIN_CHARS:
+                if not data.get("message") and letter_count(_without_contact(text)) >= PROBLEM_MIN_CHARS:
                     data["message"] = _message(text)  # "13812345678 冰箱不制冷了，麻烦明天联系我"
                 if data.get("message"):
                     return await self._leave(data, out)
@@ -206,7 +205,7 @@ class LeaveMessageFlow:
                 out.turn.record(ev.FLOW, state={**flow, "step": "message", "data": data})
                 out.say("leave_message_ask_text", intent="leave_message")
                 return None
-            if not data.get("message") and len(_WORD_CHARS.findall(text)) >= PROBLEM_MIN_CHARS:
+            if not data.get("message") and letter_count(text) >= PROBLEM_MIN_CHARS:
                 data["message"] = _message(text)  # the problem, written first: noted, and the contact asked again
                 out.turn.record(ev.FLOW, state={**flow, "data": data})
                 out.say("leave_message_noted", intent="leave_message")

@@ -75,11 +75,21 @@ def written_traditional(text: str) -> bool | None:
 
 
 _WORDS_RE = re.compile(r"[A-Za-z]+|[^\W\d_A-Za-z]")
+_LETTERS_RE = re.compile(r"[^\W_]")
 
 
 def word_count(text: str) -> int:
     """English words and Chinese characters (each counts as a word): how much a message says."""
     return len(_WORDS_RE.findall(text))
+
+
+def letter_count(text: str) -> int:
+    """Letters, digits and Chinese characters: how long a text is without its spaces and punctuation."""
+    return len(_LETTERS_RE.findall(text))
+
+
+def cjk_count(text: str) -> int:
+    return len(_CJK_RE.findall(text))
 
 
 _ASKS_RE = re.compile(r"[?？]\s*$|[吗呢么嘛][?？。!！~～\s]*$")
