@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -20,6 +19,7 @@ from bot import jsoncodec
 from bot.clock import Clock
 from bot.config import HandoffSettings, ShopSettings, parse_hours
 from bot.conversation import ConversationState, StateCache, conversation_id, fold
+from bot.customer_text import clean_text, language_of, leans_back, picked, question_parts, quoted, says_anything
 from bot.delivery import has_buttons
 from bot.flows import LeaveMessageFlow, ReturnFlow, left_contact, open_ticket
 from bot.followups import Followups, parse_rating, scheduled
@@ -28,48 +28,23 @@ from bot.intents import IntentRules
 from bot.locks import KeyedLock
 from bot.matcher import Matcher, MatchResult
 from bot.models import Event, FaqEntry, IncomingMessage, Reply, Suggestion
-from bot.normalize import (Normalizer, asks, cjk_count, detect_lang, has_cjk, letter_count, to_simplified,
-                           to_traditional, word_count, written_traditional)
+from bot.normalize import Normalizer, asks, to_simplified, to_traditional, word_count, written_traditional
 from bot.orders import OrderProvider
 from bot.replies import ReplyRenderer
 from bot.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 2000
 DEDUP_WAIT = 4.0  # seconds a repeat waits for the first delivery's replies (WeChat gives up after 5)
 DEDUP_POLL = 0.05
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\ufeff]")
-# A pick from a numbered list: "2", "第二个", "2号吧", "选3", "the second one", "2nd", "option 12".
-_ZH_NUMERALS = {**{c: i for i, c in enumerate("一二三四五六七八九十", start=1)}, "最后": -1}
-_EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1,
-                "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-_PICK = re.compile(r"^(?:选|要|是|就)?第?(\d{1,2}|[一二三四五六七八九十]|最后)(?:一个|那个|个|号|条|项|种)?(?:问题)?[吧啊呀哦的]*$"
-                   r"|^(?:the\s+)?(?:number\s+|option\s+|no\.?\s*|#)?"
-                   r"(\d{1,2}|first|second|third|fourth|fifth|last|one|two|three|four|five)"
-                   r"(?:st|nd|rd|th)?(?:\s+one)?(?:\s+please)?$")
-_EN_GRAMMAR = frozenset("""a an the is are was were be am do does did can could will would should may i you he she it we
-they me my your our their this that these those what when where why how which who to of for in on at with from and or not
-no yes please have has had there""".split())
-_ADDRESSES = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)  # e-mail addresses and links: no language
 MAX_ORDERS = 3  # order numbers looked up from one message
 UPSET_REASONS = ("agitated", "complaint", "major_complaint")  # handoffs a customer's "算了" does not take back
 # What is asked beside an order number is answered only on a sure match: the status already answers something,
 # and a loose match there answered "冰箱送来就是坏的" with the fridge's temperature settings.
 ORDER_QUESTION_SCORE = 0.7
 MAX_PARTS = 3  # questions answered from one message
-QUOTE_CHARS = 30
-_MARKUP_CHARS = re.compile(r"[*\[\]()<>`]")
 FOLLOW_UP_WORDS = 12  # a message this short right after an FAQ reply may lean on it ("那要多久？")
 FOLLOW_UP_WITHIN = timedelta(minutes=10)
-# What marks a message as leaning on the one before: a joining word in front ("那要多久", "and how much"), a word
-# pointing back ("这个", "it"), or 呢 at the end ("纸质的呢"). "运费" alone is a new, vague question.
-_LEANS_BACK = re.compile(r"^(?:那|还有|另外|然后|如果|再问)|这个|那个|这款|那款|它|呢\W*$"
-                         r"|^(?:and|what about|how about|then|so|also|but)\b|\b(?:it|that|this|those|them|they)\b", re.I)
-_SENTENCE_END = re.compile(r"[?？。；;!！\n]+|(?<=[a-z])\.\s+", re.I)
-_JOINING = re.compile(r"^(?:另外|还有|还想问一?下|再问一?下|以及|并且|and also|also|and|besides|plus)[\s,，、]*", re.I)
-_MEANINGFUL = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
-
 
 @dataclass
 class Turn:
@@ -292,7 +267,7 @@ class ConversationEngine:
     async def _respond(self, state: ConversationState, msg: IncomingMessage, turn: Turn) -> None:
         text = clean_text(msg.text)
         # A form keeps its language: the answers to it (a product name, an address) are not a switch.
-        lang = (state.lang if state.flow is not None else None) or _lang_of(text, state.lang) or state.lang or \
+        lang = (state.lang if state.flow is not None else None) or language_of(text, state.lang) or state.lang or \
             self._shop.default_lang
         script = written_traditional(text)
         traditional = state.traditional if script is None else script
@@ -355,7 +330,7 @@ class ConversationEngine:
             return
         if state.awaiting and await self._answer_followup(state, msg, text, out):
             return
-        if not _MEANINGFUL.search(unicodedata.normalize("NFKC", text)):  # full-width ２ or Ａ is meaningful too
+        if not says_anything(text):
             if self._rules.small_talk(text) == "thanks":  # 👍, 🙏
                 out.say("thanks", intent="thanks")
             else:
@@ -514,7 +489,7 @@ class ConversationEngine:
         """A short follow-up to the FAQ reply just given ("怎么预约安装" → "那要多久？", "and how much is it?") read
         together with the question before it: when the follow-up's own match offers choices, the one of them that
         reading ranks first, leaving out the entry just answered; else None."""
-        if word_count(question) > FOLLOW_UP_WORDS or not _LEANS_BACK.search(question):
+        if word_count(question) > FOLLOW_UP_WORDS or not leans_back(question):
             return None
         if own.decision != "clarify":  # the message itself must be a question for the FAQ: context breaks the tie
             return None
@@ -544,7 +519,7 @@ class ConversationEngine:
             return False
         await self._give_answers(state, msg, found, out, closing=not missed)
         if missed:  # never dropped without a word: the customer asks those again, or asks for a person
-            out.say("unanswered_parts", intent="faq", decision="fallback", questions=[_quoted(q) for q in missed])
+            out.say("unanswered_parts", intent="faq", decision="fallback", questions=[quoted(q) for q in missed])
         return True
 
     async def _sure_answers(self, questions: list[str], lang: str,
@@ -635,7 +610,7 @@ class ConversationEngine:
     async def _answer_pick(self, state: ConversationState, msg: IncomingMessage, text: str, out: _Speaker) -> bool:
         """The customer answered a clarification: a number, the question's words, or "none of these"."""
         choices = [c for c in state.pending_choices if c in self._entries]
-        number = _picked(text)
+        number = picked(text)
         if number == -1:
             number = len(choices)
         if number is not None and 1 <= number <= len(choices):
@@ -707,66 +682,6 @@ class _Speaker:
             for s in (suggestions or [])
         )
         self.turn.say(Reply(text=text, suggestions=labels, lang=self.lang), template=template, **data)
-
-
-def question_parts(text: str) -> list[str]:
-    """The sentences of a message that may each ask something: split at sentence ends (？。；!), a joining word
-    in front left out (另外, 还有, also) when enough is left after it ("还有货吗" keeps its 还有)."""
-    parts = []
-    for sentence in _SENTENCE_END.split(text):
-        sentence = sentence.strip(" ,，、")
-        joined = _JOINING.match(sentence)
-        if joined and letter_count(sentence[joined.end():]) >= 3:
-            sentence = sentence[joined.end():]
-        if letter_count(sentence) >= 2:
-            parts.append(sentence)
-    return parts
-
-
-def _quoted(text: str) -> str:
-    """Customer words repeated in a reply: without reply markup (no bold or link of theirs in the bot's voice),
-    cut to a quotable length."""
-    text = _MARKUP_CHARS.sub("", text).strip()
-    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
-
-
-def _picked(text: str) -> int | None:
-    """The number picked from a list (-1 for "the last one"), or None when the message is not a pick."""
-    t = to_simplified(unicodedata.normalize("NFKC", text)).strip().lower().strip(" .。!！~～,，、")
-    m = _PICK.match(t)
-    if m is None:
-        return None
-    word = m.group(1) or m.group(2)
-    if word.isdigit():
-        return int(word)
-    return _ZH_NUMERALS.get(word) or _EN_ORDINALS[word]
-
-
-def clean_text(text: str) -> str:
-    """Customer text made safe to store and match: no control characters, bounded length; line breaks kept
-    (one each), since a customer who puts questions on lines of their own is asking several."""
-    text = _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
-    text = re.sub(r"\s*\n\s*", "\n", re.sub(r"[^\S\n]+", " ", text)).strip()
-    return text[:MAX_TEXT_CHARS]
-
-
-def _lang_of(text: str, current: str | None) -> str | None:
-    """The language a message is written in, or None when it does not say (digits, emoji, "ok").
-
-    A few Latin words inside a Chinese conversation ("ok thanks", a model name like "X2 Pro Max", an e-mail
-    address) are not a switch to English: that takes a sentence of three words or more."""
-    words = re.findall(r"[A-Za-z]+", _ADDRESSES.sub(" ", text))
-    if has_cjk(text):
-        # A name or an address in Chinese inside an English sentence ("my name is 王小明") is not a switch.
-        return "zh" if current != "en" or cjk_count(text) > len(words) else None
-    long_words = [w for w in words if len(w) > 1]
-    if not long_words:
-        return None
-    # From another language, English takes a sentence: three words, one of them a grammar word ("Robot Vacuum X2
-    # Pro" and pinyin are not English sentences).
-    if current not in (None, "en") and (len(words) < 3 or not _EN_GRAMMAR.intersection(w.lower() for w in words)):
-        return None
-    return detect_lang(text)
 
 
 def _candidates(result: MatchResult | None) -> list[list[Any]]:

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bot.assemble import build_engine
 from bot.config import Settings
@@ -554,23 +552,6 @@ async def test_several_questions_in_one_message_are_each_answered(small: Convers
     assert text.count("请问还有什么可以帮您的吗") == 1
 
 
-def test_the_questions_of_a_message() -> None:
-    from bot.engine import question_parts
-
-    assert question_parts("包邮吗？另外安装收费吗？还有多久发货") == ["包邮吗", "安装收费吗", "多久发货"]
-    assert question_parts("还有货吗") == ["还有货吗"]  # 还有 is part of the question here
-    assert question_parts("Is it in stock? Also, can I pay in installments?") == ["Is it in stock",
-                                                                                "can I pay in installments"]
-
-
-@given(st.text(max_size=300))
-def test_question_parts_are_pieces_of_the_message(text: str) -> None:
-    from bot.engine import question_parts
-
-    parts = question_parts(text)
-    assert all(part and part in text for part in parts)
-
-
 async def test_a_short_follow_up_is_read_with_the_question_before_it(small: ConversationEngine,
                                                                       clock: FakeClock) -> None:
     """"那运费呢" right after the returns answer means the return shipping: it used to get three choices."""
@@ -640,10 +621,3 @@ async def test_of_several_questions_the_ones_not_known_are_named_not_dropped(sma
     assert "申请发票" in text and "签收后7天内无理由退货" in text
     assert "“火星上会下雨吗”" in text and "人工" in text
     assert text.count("请问还有什么可以帮您的吗") == 1
-
-
-def test_customer_words_quoted_in_a_reply_carry_no_markup() -> None:
-    from bot.engine import _quoted
-
-    assert _quoted("[点我](javascript:alert(1)) **免费**吗") == "点我javascript:alert1 免费吗"
-    assert _quoted("很" * 50).endswith("…") and len(_quoted("很" * 50)) == 31
