@@ -294,28 +294,7 @@ class ConversationEngine:
                 turn.handoff_cancelled = True
             return
         if state.status == "queued":
-            # Kept for the agent (a photo, a menu click too); the bot says once that it has it (silence read as
-            # being ignored), and otherwise stays quiet unless the customer takes the request back.
-            upset = state.handoff_reason in UPSET_REASONS
-            if msg.kind == "text" and text and upset and self._rules.is_only("cancel", text) and \
-                    not self._rules.is_only("cancel_firmly", text):
-                # "算了" after a complaint or in anger is giving up, not a calm "no thanks": the request stays.
-                out.say("handoff_keep", intent="handoff")
-            elif msg.kind == "text" and text and self._rules.is_only("cancel", text):
-                turn.record(ev.HANDOFF_CANCELLED)
-                turn.handoff_cancelled = True
-                out.say("handoff_cancelled", intent="handoff")
-            elif msg.kind == "text" and state.priority != "major" and self._report_major(text, out):
-                # A fire or an injury while waiting: the safety advice now, and first in the queue.
-                turn.queue_rank = rank("major", self.clock.now())
-                turn.record(ev.QUEUED, priority="major", reason="major_complaint", rank=turn.queue_rank)
-            elif msg.kind == "text" and self._open_now() and (self._rules.read(text).wants_human or
-                                                              self._rules.mentions("waiting", text)) and \
-                    (place := await self.desk.place_of(turn.conversation_id)) is not None:
-                # "还要等多久", "人呢？": where they are in the queue, each time they ask.
-                out.say("queue_update", intent="waiting", position=place, eta=self.desk.eta_minutes(place))
-            elif not state.wait_acknowledged:
-                out.say("waiting", intent="waiting", open_now=self._open_now(), hours=self._shop.business_hours)
+            await self._while_queued(state, text if msg.kind == "text" else "", out)
             return
         if state.status == "agent":
             return
@@ -409,6 +388,30 @@ class ConversationEngine:
             return
         await self._answer_faq(state, msg, reading.question, lang, out)
 
+    async def _while_queued(self, state: ConversationState, text: str, out: _Speaker) -> None:
+        """A message (`text` empty for a photo or a menu click) from a customer waiting for a person: kept for
+        the agent. The bot says once that it has it (silence reads as being ignored), answers "how long still?",
+        and otherwise stays quiet unless the customer takes the request back or reports an emergency."""
+        turn = out.turn
+        if text and self._rules.is_only("cancel", text):
+            if state.handoff_reason in UPSET_REASONS and not self._rules.is_only("cancel_firmly", text):
+                # "算了" after a complaint or in anger is giving up, not a calm "no thanks": the request stays.
+                out.say("handoff_keep", intent="handoff")
+                return
+            turn.record(ev.HANDOFF_CANCELLED)
+            turn.handoff_cancelled = True
+            out.say("handoff_cancelled", intent="handoff")
+        elif text and state.priority != "major" and self._report_major(text, out):
+            # A fire or an injury while waiting: the safety advice now, and first in the queue.
+            turn.queue_rank = rank("major", self.clock.now())
+            turn.record(ev.QUEUED, priority="major", reason="major_complaint", rank=turn.queue_rank)
+        elif text and self._open_now() and (self._rules.read(text).wants_human or self._rules.mentions("waiting", text)) \
+                and (place := await self.desk.place_of(turn.conversation_id)) is not None:
+            # "还要等多久", "人呢？": where they are in the queue, each time they ask.
+            out.say("queue_update", intent="waiting", position=place, eta=self.desk.eta_minutes(place))
+        elif not state.wait_acknowledged:
+            out.say("waiting", intent="waiting", open_now=self._open_now(), hours=self._shop.business_hours)
+
     def _report_major(self, text: str, out: _Speaker) -> bool:
         """A safety incident or threat reported where the rules are not otherwise read (waiting for a person,
         leaving a message at night): logged, and the customer told what to do now; True when it was one."""
@@ -437,9 +440,7 @@ class ConversationEngine:
     async def _note_question(self, conv: str, contact: str, out: _Speaker) -> None:
         """The fallback asked for a contact to come back with the answer (the norms' model reply, "and then
         really come back"): the question it could not answer becomes a ticket due in 24 hours."""
-        events = await self._store.events(conv)
-        texts = [e.data.get("text") for e in events if e.type == ev.CUSTOMER_MESSAGE]
-        question = next((t for t in reversed(texts) if t), "")
+        question = _last_question(await self._store.events(conv))
         ticket_id = await open_ticket(self._store, self.clock, out, "question", question=question, contact=contact)
         # Agents see it in their queue, as a message left at night: a ticket alone reached nobody before it was late.
         out.turn.queue_rank = rank("callback", self.clock.now())
@@ -456,7 +457,7 @@ class ConversationEngine:
         result = await self._match(question, lang)
         if await self._answer_each(state, msg, question, lang, out, whole=result):
             return
-        if result.decision != "answer" and (meant := await self._in_context(out.turn.conversation_id, question,
+        if result.decision == "clarify" and (meant := await self._in_context(out.turn.conversation_id, question,
                                                                             lang, result)):
             await self._give_answer(state, msg, meant, out)
         elif result.decision == "answer":
@@ -488,17 +489,16 @@ class ConversationEngine:
     async def _in_context(self, conv: str, question: str, lang: str, own: MatchResult) -> str | None:
         """A short follow-up to the FAQ reply just given ("怎么预约安装" → "那要多久？", "and how much is it?") read
         together with the question before it: when the follow-up's own match offers choices, the one of them that
-        reading ranks first, leaving out the entry just answered; else None."""
+        reading ranks first, leaving out the entry just answered; else None. The message itself offered choices
+        (the caller asks only then): the context only breaks the tie."""
         if word_count(question) > FOLLOW_UP_WORDS or not leans_back(question):
-            return None
-        if own.decision != "clarify":  # the message itself must be a question for the FAQ: context breaks the tie
             return None
         events = await self._store.events(conv)
         replies = [e for e in events if e.type == ev.BOT_REPLY]
         if not replies or replies[-1].data.get("decision") not in ("answer", "clarify") or \
                 self.clock.now() - replies[-1].at > FOLLOW_UP_WITHIN:
             return None
-        before = next((e.data.get("text", "") for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE), "")
+        before = _last_question(events)
         if not before:
             return None
         together = await self._match(f"{before} {question}", lang)
@@ -682,6 +682,12 @@ class _Speaker:
             for s in (suggestions or [])
         )
         self.turn.say(Reply(text=text, suggestions=labels, lang=self.lang), template=template, **data)
+
+
+def _last_question(events: list[Event]) -> str:
+    """The text of the customer's last stored message with words in it ("" when none): the one this turn's
+    message follows."""
+    return next((t for e in reversed(events) if e.type == ev.CUSTOMER_MESSAGE and (t := e.data.get("text"))), "")
 
 
 def _candidates(result: MatchResult | None) -> list[list[Any]]:
