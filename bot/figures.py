@@ -85,7 +85,13 @@ def compute(logs: Mapping[str, Sequence[Event]], *, tickets: Iterable[dict[str, 
     per_agent: dict[str, dict[str, Any]] = defaultdict(lambda: {"conversations": 0, "ratings": [], "first": [],
                                                                 "resolved": 0, "complaints": 0, "complaints_fast": 0})
     handed = bot_resolved = 0
+    complaints_cat: Counter[str] = Counter()
+    complaints_sev: Counter[str] = Counter()
     for ep in eps:
+        complaint = ep.complaint()
+        if complaint is not None:
+            complaints_cat[complaint[0]] += 1
+            complaints_sev[complaint[1]] += 1
         day = ep.start.astimezone(tz).date()
         d = daily.setdefault(day, {"day": day.isoformat(), "conversations": 0, "by_channel": Counter(),
                                    "handoffs": 0, "bot_resolved": 0, "ratings": []})
@@ -125,18 +131,10 @@ def compute(logs: Mapping[str, Sequence[Event]], *, tickets: Iterable[dict[str, 
                 stats["first"].append((first_agent.at - joined.at).total_seconds())
             if closed is not None and closed.data.get("resolved"):
                 stats["resolved"] += 1
-            if ep.complaint() is not None:
+            if complaint is not None:
                 stats["complaints"] += 1
                 if closed is not None and closed.at - ep.start <= COMPLAINT_DEADLINE:
                     stats["complaints_fast"] += 1
-
-    complaints_cat: Counter[str] = Counter()
-    complaints_sev: Counter[str] = Counter()
-    for ep in eps:
-        complaint = ep.complaint()
-        if complaint is not None:
-            complaints_cat[complaint[0]] += 1
-            complaints_sev[complaint[1]] += 1
 
     ratings: list[int] = []
     for conv, events in logs.items():

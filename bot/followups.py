@@ -206,13 +206,14 @@ class Followups:
             return False
         if not await self._store.job_transition(job_id, "pending", "running", claimed_at=now.isoformat()):
             return False  # another worker has it
-        if job["kind"] not in SILENT_KINDS and self.allowed_time(now) > now:
+        allowed = self.allowed_time(now)
+        if job["kind"] not in SILENT_KINDS and allowed > now:
             if job["kind"] in MOMENTARY_KINDS:
                 await self._store.job_transition(job_id, "running", "skipped", finished_at=now.isoformat())
                 await self._log(job["conversation_id"], "followup_skipped", job_id=job_id, kind=job["kind"],
                                 reason="quiet_hours")
                 return False
-            await self._requeue(job, self.allowed_time(now), attempts=job["attempts"])
+            await self._requeue(job, allowed, attempts=job["attempts"])
             return False
         try:
             outcome = await self._fire(job)
