@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.customer_text import question_parts, quoted
+from bot.customer_text import language_of, question_parts, quoted
 
 
 def test_the_questions_of_a_message() -> None:
@@ -24,3 +24,11 @@ def test_question_parts_are_pieces_of_the_message(text: str) -> None:
 def test_customer_words_quoted_in_a_reply_carry_no_markup() -> None:
     assert quoted("[点我](javascript:alert(1)) **免费**吗") == "点我javascript:alert1 免费吗"
     assert quoted("很" * 50).endswith("…") and len(quoted("很" * 50)) == 31
+
+
+def test_what_switches_a_conversations_language() -> None:
+    assert language_of("my name is 王小明, phone 13812345678", "en") is None  # a name is no switch to Chinese
+    assert language_of("人体工学办公椅", "en") == "zh"
+    assert language_of("Robot Vacuum X2 Pro", "zh") is None and language_of("wo yao tui huo", "zh") is None
+    assert language_of("where is my order", "zh") == "en"
+    assert language_of("ok thanks", "zh") is None and language_of("ok thanks", None) == "en"
