@@ -69,11 +69,6 @@ def test_checker_passes_a_model_reply() -> None:
     assert check("Please open your order page and tap Return. Thank you!", "en") == []
 
 
-def added_close(lang: str) -> str:
-    """The line faq_answer.j2 puts after every answer."""
-    return RENDERER.render("faq_answer", lang, answer="ANSWER").partition("ANSWER")[2].strip()
-
-
 @pytest.mark.parametrize(
     ("text", "lang", "code"),
     [
@@ -89,19 +84,19 @@ def added_close(lang: str) -> str:
 )
 def test_answer_check_warns_about_what_the_bot_adds_by_itself(text: str, lang: str, code: str) -> None:
     """The customer would get the greeting or the close twice: the opening and faq_answer.j2 add them."""
-    assert code in {v.code for v in check_answer(text, lang, close=added_close(lang))}
+    assert code in {v.code for v in check_answer(text, lang, close=RENDERER.answer_close(lang))}
 
 
 def test_answer_check_leaves_look_alikes_and_agent_replies_alone() -> None:
     for text, lang in (("亲子装请您参考尺码表。", "zh"), ("您可以在“您好生活”公众号查询，感谢支持。", "zh"),
                        ("History of your orders: please open the order page.", "en"),
                        ("Hint: please keep the box. Thank you!", "en")):
-        assert check_answer(text, lang, close=added_close(lang)) == [], text
+        assert check_answer(text, lang, close=RENDERER.answer_close(lang)) == [], text
     # An agent greets in their own reply: only answers the bot wraps get these warnings.
     assert check("您好，请您稍等，我来帮您查一下。", "zh") == []
 
 
 def test_every_sample_kb_answer_follows_the_norms() -> None:
     kb = load_dir(ROOT / "knowledge_base")
-    found = {e.id: check_answer(e.answer, e.lang, close=added_close(e.lang)) for e in kb.entries}
+    found = {e.id: check_answer(e.answer, e.lang, close=RENDERER.answer_close(e.lang)) for e in kb.entries}
     assert {entry: v for entry, v in found.items() if v} == {}
